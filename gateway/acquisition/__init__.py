@@ -1,0 +1,1 @@
+"""Acquisition: turn register words and serial frames into flagged engineering values."""

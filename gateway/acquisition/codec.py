@@ -1,0 +1,163 @@
+"""Register words <-> engineering values, per the profile's type, byte order, scaling and range.
+
+Decoding never raises on device data: NaN, infinities and out-of-range values come back as a flagged value.
+`encode` is the exact inverse used by the simulator, so both ends share one definition of every format.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Sequence
+from decimal import Decimal
+
+from gateway.model import ChannelValue, Flag, worst_flag
+from gateway.profile import DataType, Order, RegisterSpec, StatusSpec
+
+_STRUCT: dict[DataType, struct.Struct] = {
+    DataType.u16: struct.Struct(">H"),
+    DataType.i16: struct.Struct(">h"),
+    DataType.u32: struct.Struct(">I"),
+    DataType.i32: struct.Struct(">i"),
+    DataType.f32: struct.Struct(">f"),
+    DataType.u64: struct.Struct(">Q"),
+    DataType.i64: struct.Struct(">q"),
+    DataType.f64: struct.Struct(">d"),
+    DataType.bits: struct.Struct(">H"),
+}
+_FLOATS = (DataType.f32, DataType.f64)
+
+
+def words_to_bytes(words: Sequence[int], order: Order) -> bytes:
+    """Reorder wire registers into big-endian bytes (the transform is its own inverse)."""
+    regs = list(words)
+    if order in (Order.CDAB, Order.DCBA):
+        regs.reverse()
+    raw = b"".join(w.to_bytes(2, "big") for w in regs)
+    if order in (Order.BADC, Order.DCBA):
+        swapped = bytearray(raw)
+        swapped[0::2], swapped[1::2] = raw[1::2], raw[0::2]
+        raw = bytes(swapped)
+    return raw
+
+
+def bytes_to_words(raw: bytes, order: Order) -> list[int]:
+    """Inverse of words_to_bytes: big-endian bytes to wire registers in the given order."""
+    if order in (Order.BADC, Order.DCBA):
+        swapped = bytearray(raw)
+        swapped[0::2], swapped[1::2] = raw[1::2], raw[0::2]
+        raw = bytes(swapped)
+    words = [int.from_bytes(raw[i : i + 2], "big") for i in range(0, len(raw), 2)]
+    if order in (Order.CDAB, Order.DCBA):
+        words.reverse()
+    return words
+
+
+def decode_raw(spec: RegisterSpec, words: Sequence[int]) -> int | float | str:
+    """The raw number (or text) of one channel, before scaling."""
+    if spec.type is DataType.bits:
+        if spec.is_bit_function:
+            return int(words[0]) & 1
+        word = words_to_bytes(words[:1], spec.order)
+        return (int.from_bytes(word, "big") >> (spec.bit or 0)) & 1
+    raw = words_to_bytes(words[: spec.words], spec.order)
+    if spec.type is DataType.string:
+        return raw.split(b"\x00", 1)[0].decode("latin-1").strip()
+    value: int | float = _STRUCT[spec.type].unpack(raw)[0]
+    return value
+
+
+def _decimals(x: float) -> int:
+    exp = Decimal(repr(x)).normalize().as_tuple().exponent
+    return max(0, -exp) if isinstance(exp, int) else 0
+
+
+def _rounding(spec: RegisterSpec) -> int | None:
+    """Digits that integer registers times a decimal scale really carry (0.01 * 125 = 1.25, not 1.2500000002)."""
+    if spec.type in _FLOATS or spec.linear is not None:
+        return None
+    return max(_decimals(spec.scale), _decimals(spec.offset))
+
+
+def to_engineering(spec: RegisterSpec, raw: int | float | str) -> ChannelValue:
+    """Scale a raw value and flag it: NaN/inf -> D with no value; under range -> D; over range -> T."""
+    if isinstance(raw, str):
+        return ChannelValue(raw, spec.unit)
+    if isinstance(raw, float) and not math.isfinite(raw):
+        return ChannelValue(None, spec.unit, Flag.D, f"device sent {raw}")
+    flag = Flag.N
+    note = ""
+    lin = spec.linear
+    if lin is not None:
+        value = lin.eng_min + (raw - lin.raw_min) / (lin.raw_max - lin.raw_min) * (lin.eng_max - lin.eng_min)
+        if raw < lin.raw_min:
+            flag, note = Flag.D, f"raw {raw} under {lin.raw_min} (loop open?)"
+        elif raw > lin.raw_max:
+            flag, note = Flag.T, f"raw {raw} over {lin.raw_max}"
+    else:
+        value = raw * spec.scale + spec.offset
+    digits = _rounding(spec)
+    value = float(round(value, digits) if digits is not None else value)
+    if spec.max is not None and value > spec.max:
+        flag, note = worst_flag(flag, Flag.T), note or f"over range max {spec.max}"
+    elif spec.min is not None and value < spec.min:
+        flag, note = worst_flag(flag, Flag.D), note or f"under range min {spec.min}"
+    return ChannelValue(value, spec.unit, flag, note)
+
+
+def decode(spec: RegisterSpec, words: Sequence[int]) -> ChannelValue:
+    return to_engineering(spec, decode_raw(spec, words))
+
+
+def status_flag(spec: StatusSpec, words: Sequence[int]) -> Flag:
+    """The flag a status register asks for: the worst of its set bits and its enumerated code."""
+    raw = int.from_bytes(words_to_bytes(words[: spec.words], spec.order), "big")
+    flags = [f for bit, f in spec.bits.items() if raw >> bit & 1]
+    if spec.codes:
+        flags.append(spec.codes.get(raw, Flag.N))
+    return worst_flag(*flags)
+
+
+def encode_raw(spec: RegisterSpec, raw: int | float | str) -> list[int]:
+    """Wire registers (or one bit, on FC 1/2) for a raw value: the simulator's half of the codec."""
+    if spec.type is DataType.bits:
+        bit = int(raw) & 1
+        return [bit] if spec.is_bit_function else bytes_to_words((bit << (spec.bit or 0)).to_bytes(2, "big"), spec.order)
+    if spec.type is DataType.string:
+        data = str(raw).encode("latin-1")[: 2 * spec.words].ljust(2 * spec.words, b"\x00")
+        return bytes_to_words(data, spec.order)
+    st = _STRUCT[spec.type]
+    return bytes_to_words(st.pack(raw), spec.order)
+
+
+_INT_LIMITS: dict[DataType, tuple[int, int]] = {
+    DataType.u16: (0, 0xFFFF),
+    DataType.i16: (-0x8000, 0x7FFF),
+    DataType.u32: (0, 0xFFFFFFFF),
+    DataType.i32: (-0x80000000, 0x7FFFFFFF),
+    DataType.u64: (0, 0xFFFFFFFFFFFFFFFF),
+    DataType.i64: (-0x8000000000000000, 0x7FFFFFFFFFFFFFFF),
+    DataType.bits: (0, 1),
+}
+
+
+def raw_for(spec: RegisterSpec, value: float) -> int | float:
+    """The raw register value that encodes an engineering value (clamped to what the type can hold)."""
+    lin = spec.linear
+    if lin is not None:
+        raw: float = lin.raw_min + (value - lin.eng_min) / (lin.eng_max - lin.eng_min) * (lin.raw_max - lin.raw_min)
+    else:
+        raw = (value - spec.offset) / spec.scale
+    if spec.type in _FLOATS:
+        return raw
+    if not math.isfinite(raw):
+        raw = 0.0
+    lo, hi = _INT_LIMITS[spec.type]
+    return min(hi, max(lo, round(raw)))
+
+
+def encode(spec: RegisterSpec, value: float | str) -> list[int]:
+    """Wire registers for an engineering value."""
+    if isinstance(value, str) or spec.type is DataType.string:
+        return encode_raw(spec, str(value))
+    return encode_raw(spec, raw_for(spec, value))
