@@ -16,6 +16,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from gateway.profile import Profile, RegisterSpec, StatusSpec, find_profile_file, load_profile
+from gateway.sinks.config import SinkConfig
+from gateway.store.config import StoreConfig
 from gateway.yamlio import load_yaml
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
@@ -113,9 +115,13 @@ class SiteConfig(Strict):
     """A Plume site file."""
 
     site: SiteInfo
-    profiles_dir: list[str] = Field(default_factory=list, description="Folders of extra profiles (relative to this file).")
+    profiles_dir: list[str] = Field(
+        default_factory=list, description="Folders of extra profiles (relative to this file)."
+    )
     buses: list[Bus] = Field(default_factory=list)
     devices: list[DeviceConfig] = Field(default_factory=list)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    sinks: list[SinkConfig] = Field(default_factory=list)
 
 
 @dataclass(slots=True)

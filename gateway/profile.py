@@ -91,7 +91,9 @@ class RegisterSpec(Strict):
 
     channel: str = Field(description="Channel name as it appears in readings, MQTT and InfluxDB (snake_case).")
     address: int = Field(ge=0, le=MODBUS_MAX_ADDRESS, description="Register (or coil) address, 0-based on the wire.")
-    function: Literal[1, 2, 3, 4] = Field(3, description="Modbus read function code: 1 coils, 2 discrete inputs, 3 holding, 4 input.")
+    function: Literal[1, 2, 3, 4] = Field(
+        3, description="Modbus read function code: 1 coils, 2 discrete inputs, 3 holding, 4 input."
+    )
     type: DataType = DataType.u16
     order: Order = Order.ABCD
     length: int | None = Field(None, ge=1, le=MODBUS_MAX_REGISTERS, description="Registers of a string.")

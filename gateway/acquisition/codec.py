@@ -122,7 +122,9 @@ def encode_raw(spec: RegisterSpec, raw: int | float | str) -> list[int]:
     """Wire registers (or one bit, on FC 1/2) for a raw value: the simulator's half of the codec."""
     if spec.type is DataType.bits:
         bit = int(raw) & 1
-        return [bit] if spec.is_bit_function else bytes_to_words((bit << (spec.bit or 0)).to_bytes(2, "big"), spec.order)
+        if spec.is_bit_function:
+            return [bit]
+        return bytes_to_words((bit << (spec.bit or 0)).to_bytes(2, "big"), spec.order)
     if spec.type is DataType.string:
         data = str(raw).encode("latin-1")[: 2 * spec.words].ljust(2 * spec.words, b"\x00")
         return bytes_to_words(data, spec.order)
