@@ -327,10 +327,9 @@ def _device_profile(dev: DeviceConfig, dirs: tuple[Path, ...], where: str, probl
     elif dev.kind is None:
         problems.append(f"{where}.kind: a device without a profile needs a kind (dust, cems, ...)")
         return None
-    update: dict[str, Any] = {}
-    if dev.kind:
-        update["kind"] = dev.kind
-    merged = {
+    registers = [*(base.registers if base else []), *dev.registers]
+    status = [*(base.status if base else []), *dev.status]
+    merged: dict[str, Any] = {
         "name": base.name if base else dev.name,
         "kind": dev.kind or (base.kind if base else ""),
         "description": base.description if base else "",
@@ -339,14 +338,11 @@ def _device_profile(dev: DeviceConfig, dirs: tuple[Path, ...], where: str, probl
         or (base.max_registers_per_request if base else 125),
         "max_bits_per_request": base.max_bits_per_request if base else 2000,
         "max_gap": dev.max_gap if dev.max_gap is not None else (base.max_gap if base else 8),
-        "registers": [*(base.registers if base else []), *dev.registers],
-        "status": [*(base.status if base else []), *dev.status],
+        "registers": [r.model_dump() for r in registers],
+        "status": [s.model_dump() for s in status],
     }
     try:
-        profile = Profile.model_validate(
-            {**merged, "registers": [r.model_dump() for r in merged["registers"]],
-             "status": [s.model_dump() for s in merged["status"]]}
-        )
+        profile = Profile.model_validate(merged)
     except ValidationError as exc:
         problems.extend(_pydantic_problems(exc, prefix=f"{where}: "))
         return None

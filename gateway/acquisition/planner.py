@@ -72,7 +72,8 @@ def plan_profile(
 
 def one_request_per_item(profile: Profile) -> list[Request]:
     """The naive plan (what many gateways do): one read per channel. Used for comparison in `plume plan`."""
-    return [Request(it.function, it.address, it.words, (it,)) for it in [*profile.registers, *profile.status]]
+    items: list[Item] = [*profile.registers, *profile.status]
+    return [Request(it.function, it.address, it.words, (it,)) for it in items]
 
 
 # --- wire cost -------------------------------------------------------------------------------------------

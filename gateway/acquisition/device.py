@@ -1,0 +1,74 @@
+"""One device's poll: its read plan, and the words (or errors) of each request turned into a flagged reading."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from gateway.acquisition.codec import decode, status_flag
+from gateway.acquisition.link import ReadError
+from gateway.acquisition.planner import Request, plan_profile
+from gateway.config import ResolvedDevice
+from gateway.model import ChannelValue, DeviceReading, Flag, worst_flag
+from gateway.profile import RegisterSpec, StatusSpec
+
+ERROR_FLAG = {"timeout": Flag.B, "garbled": Flag.B, "link": Flag.B, "exception": Flag.D}
+
+
+class DeviceDecoder:
+    """Knows a device's plan and how to turn request results into a DeviceReading."""
+
+    def __init__(self, site_id: str, device: ResolvedDevice):
+        self.site_id = site_id
+        self.device = device
+        self.name = device.name
+        self.profile = device.profile
+        self.kind = device.profile.kind
+        self.plan: list[Request] = plan_profile(device.profile) if device.profile.protocol == "modbus" else []
+
+    def reading(self, ts: int, results: Sequence[tuple[Request, list[int] | ReadError]]) -> DeviceReading:
+        values: dict[str, ChannelValue] = {}
+        status_flags: list[tuple[StatusSpec, Flag]] = []
+        errors: list[str] = []
+        for req, result in results:
+            if isinstance(result, ReadError):
+                errors.append(f"fc{req.function}@{req.address}+{req.count}: {result}")
+                flag = ERROR_FLAG[result.kind]
+                for it in req.items:
+                    if isinstance(it, RegisterSpec):
+                        values[it.channel] = ChannelValue(None, it.unit, flag, str(result))
+                continue
+            for it in req.items:
+                off = it.address - req.address
+                words = result[off : off + it.words]
+                if isinstance(it, StatusSpec):
+                    status_flags.append((it, status_flag(it, words)))
+                else:
+                    values[it.channel] = decode(it, words)
+        self.apply_status(values, status_flags)
+        ok = any(not isinstance(r, ReadError) for _, r in results)
+        return DeviceReading(self.site_id, self.name, self.kind, ts, self.ordered(values), ok, "; ".join(errors))
+
+    def from_frame(self, ts: int, words: list[int]) -> DeviceReading:
+        values = {r.channel: decode(r, words[r.address : r.address + r.words]) for r in self.profile.registers}
+        return DeviceReading(self.site_id, self.name, self.kind, ts, values)
+
+    def failed(self, ts: int, error: ReadError) -> DeviceReading:
+        """A reading that says, channel by channel, that nothing came (flag B or D, no value)."""
+        flag = ERROR_FLAG[error.kind]
+        values = {r.channel: ChannelValue(None, r.unit, flag, str(error)) for r in self.profile.registers}
+        return DeviceReading(self.site_id, self.name, self.kind, ts, values, False, str(error))
+
+    @staticmethod
+    def apply_status(values: dict[str, ChannelValue], flags: list[tuple[StatusSpec, Flag]]) -> None:
+        for spec, flag in flags:
+            if flag is Flag.N:
+                continue
+            for ch in spec.channels or values.keys():
+                cv = values.get(ch)
+                if cv is not None and cv.flag is not Flag.B:
+                    cv.flag = worst_flag(cv.flag, flag)
+                    cv.note = cv.note or f"status register {spec.address} says {flag.value}"
+
+    def ordered(self, values: dict[str, ChannelValue]) -> dict[str, ChannelValue]:
+        """Channels in profile order, whatever order the requests came back in."""
+        return {r.channel: values[r.channel] for r in self.profile.registers if r.channel in values}

@@ -1,0 +1,334 @@
+"""Polling every device of a site: one worker per bus, one transaction at a time on each bus.
+
+A device that stops answering is backed off: after OFFLINE_AFTER failed polls it is only probed (one request,
+no retries) at growing intervals, and its scheduled polls in between emit flag-B readings without touching the
+line — so a dead slave cannot starve its neighbours on a shared RS-485 bus, and the data still says why it is
+missing. Polls are aligned to the wall clock (a 10 s device is read at :00, :10, ...).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from gateway.acquisition.device import DeviceDecoder
+from gateway.acquisition.frames import FrameParser
+from gateway.acquisition.link import ModbusLink, ReadError
+from gateway.acquisition.planner import Request
+from gateway.config import ResolvedDevice, RtuBus, RtuOverTcpBus, SerialFrameBus, Site, TcpBus
+from gateway.model import DeviceReading
+
+log = logging.getLogger(__name__)
+
+OFFLINE_AFTER = 2  # failed polls in a row before a device is considered offline and backed off
+LINK_RETRY_MAX_S = 30.0
+
+Emit = Callable[[DeviceReading], None]
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(slots=True)
+class DeviceHealth:
+    """What a site manager wants to know about one device (also exported as health metrics)."""
+
+    device: str
+    bus: str
+    polls: int = 0
+    ok: int = 0
+    failures: int = 0
+    skipped: int = 0  # scheduled polls answered with flag B while the device was backed off
+    consecutive_failures: int = 0
+    online: bool = True
+    last_latency_ms: float | None = None
+    last_error: str = ""
+    last_ok_ms: int | None = None
+    overruns: int = 0  # polls that started later than one interval after their due time
+
+    @property
+    def success_rate(self) -> float:
+        return self.ok / self.polls if self.polls else 0.0
+
+
+@dataclass(slots=True)
+class DeviceState:
+    decoder: DeviceDecoder
+    health: DeviceHealth
+    interval_s: float
+    timeout_s: float
+    retries: int
+    address: int
+    backoff_max_s: float
+    due: float = 0.0
+    probe_at: float = 0.0
+    latest_frame: tuple[float, list[int]] | None = field(default=None)
+
+    @classmethod
+    def of(cls, site_id: str, dev: ResolvedDevice) -> DeviceState:
+        c = dev.config
+        return cls(DeviceDecoder(site_id, dev), DeviceHealth(c.name, c.bus), c.poll_interval_s, c.timeout_s,
+                   c.retries, c.address, c.backoff_max_s)
+
+    def schedule_first(self, loop_now: float) -> None:
+        wall = time.time()
+        self.due = loop_now + (math.ceil(wall / self.interval_s) * self.interval_s - wall)
+
+    def schedule_next(self, loop_now: float) -> None:
+        self.due += self.interval_s
+        if self.due <= loop_now:  # overran: skip to the next slot instead of bursting to catch up
+            self.health.overruns += 1
+            self.due += math.ceil((loop_now - self.due) / self.interval_s) * self.interval_s
+            if self.due <= loop_now:
+                self.due += self.interval_s
+
+    def record(self, reading: DeviceReading, latency_s: float, loop_now: float) -> None:
+        h = self.health
+        h.polls += 1
+        h.last_latency_ms = latency_s * 1000
+        if reading.ok:
+            if not h.online:
+                log.info("device %s on bus %s is back online after %d failed polls", h.device, h.bus,
+                         h.consecutive_failures)
+            h.ok += 1
+            h.consecutive_failures = 0
+            h.online = True
+            h.last_ok_ms = reading.ts
+            h.last_error = reading.error
+            return
+        h.failures += 1
+        h.consecutive_failures += 1
+        h.last_error = reading.error
+        first = h.consecutive_failures == 1
+        log.log(logging.WARNING if first else logging.DEBUG, "device %s on bus %s: %s", h.device, h.bus,
+                reading.error)
+        if h.consecutive_failures >= OFFLINE_AFTER:
+            if h.online:
+                log.error("device %s on bus %s stopped answering (%s); backing off", h.device, h.bus, reading.error)
+            h.online = False
+            backoff = min(self.backoff_max_s, self.interval_s * 2 ** (h.consecutive_failures - OFFLINE_AFTER))
+            self.probe_at = loop_now + backoff
+
+
+class ModbusBusWorker:
+    """Polls the devices of one Modbus bus in due order, one transaction at a time."""
+
+    def __init__(self, bus: RtuBus | TcpBus | RtuOverTcpBus, devices: Sequence[DeviceState], emit: Emit):
+        self.bus = bus
+        self.devices = list(devices)
+        self.emit = emit
+        io_timeout = max([3.0, *(d.timeout_s + 1 for d in devices)])
+        self.link = ModbusLink(bus, io_timeout_s=io_timeout)
+        self._link_retry_at = 0.0
+        self._link_backoff = 0.5
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for d in self.devices:
+            d.schedule_first(loop.time())
+        try:
+            while True:
+                dev = min(self.devices, key=lambda d: d.due)
+                delay = dev.due - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                await self.poll_scheduled(dev)
+                dev.schedule_next(loop.time())
+        finally:
+            self.link.close()
+
+    async def poll_scheduled(self, dev: DeviceState) -> DeviceReading:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        if not dev.health.online and start < dev.probe_at:
+            dev.health.skipped += 1
+            wait = dev.probe_at - start
+            reading = dev.decoder.failed(now_ms(), ReadError("timeout", f"offline, next probe in {wait:.0f} s: "
+                                                                        f"{dev.health.last_error}"))
+            self.emit(reading)
+            return reading
+        probing = not dev.health.online
+        reading = await self.poll(dev, retries=0 if probing else dev.retries)
+        dev.record(reading, loop.time() - start, loop.time())
+        self.emit(reading)
+        return reading
+
+    async def poll(self, dev: DeviceState, retries: int) -> DeviceReading:
+        """Read every request of the plan. If the first read gets no answer at all, the device is not there:
+        the rest of its requests are skipped rather than each waiting out its own timeout."""
+        ts = now_ms()
+        results: list[tuple[Request, list[int] | ReadError]] = []
+        answered = False
+        for req in dev.decoder.plan:
+            result = await self.read(dev, req, retries)
+            if isinstance(result, ReadError) and not answered and result.kind in ("timeout", "link"):
+                return dev.decoder.failed(ts, result)
+            answered = answered or not isinstance(result, ReadError) or result.kind == "exception"
+            results.append((req, result))
+        return dev.decoder.reading(ts, results)
+
+    async def read(self, dev: DeviceState, req: Request, retries: int) -> list[int] | ReadError:
+        loop = asyncio.get_running_loop()
+        last: ReadError = ReadError("timeout", "not tried")
+        for _ in range(retries + 1):
+            if not self.link.is_open and loop.time() < self._link_retry_at:
+                return ReadError("link", f"{self.link.where} unavailable, retrying in "
+                                         f"{self._link_retry_at - loop.time():.1f} s")
+            try:
+                words = await self.link.read(req.function, req.address, req.count, dev.address, dev.timeout_s)
+                self._link_backoff = 0.5
+                return words
+            except ReadError as err:
+                last = err
+                if err.kind == "link":
+                    self._link_retry_at = loop.time() + self._link_backoff
+                    self._link_backoff = min(LINK_RETRY_MAX_S, self._link_backoff * 2)
+                    return err
+                if err.kind == "exception":
+                    return err  # the device answered: asking again gives the same answer
+        return last
+
+
+class FrameBusWorker:
+    """Listens to one frame sensor's serial port and reports its latest valid frame on schedule."""
+
+    def __init__(self, bus: SerialFrameBus, device: DeviceState, emit: Emit):
+        self.bus = bus
+        self.device = device
+        self.emit = emit
+        self.parser = FrameParser(device.decoder.profile.protocol)
+        self.port_errors = 0
+
+    def freshness_s(self) -> float:
+        return max(2.5, self.device.timeout_s, self.device.interval_s * 1.5)
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self.listen(), name=f"plume.frames[{self.bus.name}]")
+            tg.create_task(self.report(), name=f"plume.frames-report[{self.bus.name}]")
+
+    async def listen(self) -> None:
+        import serial  # pyserial
+
+        loop = asyncio.get_running_loop()
+        backoff = 0.5
+        while True:
+            try:
+                port = serial.Serial(self.bus.port, self.bus.baudrate, bytesize=self.bus.bytesize,
+                                     parity=self.bus.parity, stopbits=self.bus.stopbits, timeout=0)
+            except (OSError, serial.SerialException) as exc:
+                self.port_errors += 1
+                if self.port_errors == 1:
+                    log.error("serial port %s for %s: %s", self.bus.port, self.device.health.device, exc)
+                await asyncio.sleep(backoff)
+                backoff = min(LINK_RETRY_MAX_S, backoff * 2)
+                continue
+            backoff = 0.5
+            lost = asyncio.Event()
+
+            def readable(port: serial.Serial = port, lost: asyncio.Event = lost) -> None:
+                try:
+                    data = port.read(port.in_waiting or 1)
+                except (OSError, serial.SerialException):
+                    lost.set()
+                    return
+                for words in self.parser.feed(data):
+                    self.device.latest_frame = (loop.time(), words)
+
+            loop.add_reader(port.fileno(), readable)
+            try:
+                await lost.wait()
+                log.error("serial port %s lost; reopening", self.bus.port)
+            finally:
+                loop.remove_reader(port.fileno())
+                port.close()
+
+    async def report(self) -> None:
+        loop = asyncio.get_running_loop()
+        dev = self.device
+        dev.schedule_first(loop.time())
+        while True:
+            await asyncio.sleep(max(0.0, dev.due - loop.time()))
+            self.emit_latest()
+            dev.schedule_next(loop.time())
+
+    def emit_latest(self) -> DeviceReading:
+        loop = asyncio.get_running_loop()
+        dev = self.device
+        frame = dev.latest_frame
+        ts = now_ms()
+        if frame is not None and loop.time() - frame[0] <= self.freshness_s():
+            reading = dev.decoder.from_frame(ts, frame[1])
+        else:
+            bad = f", {self.parser.bad_frames} bad frames" if self.parser.bad_frames else ""
+            reading = dev.decoder.failed(ts, ReadError("timeout", f"no valid frame for {self.freshness_s():g} s{bad}"))
+        dev.record(reading, 0.0, loop.time())
+        self.emit(reading)
+        return reading
+
+
+class Acquisition:
+    """All buses of a site. `run` polls forever; `poll_once` is what `plume read` does."""
+
+    def __init__(self, site: Site, emit: Emit):
+        self.site = site
+        self.emit = emit
+        self.states = {d.name: DeviceState.of(site.id, d) for d in site.devices if d.config.enabled}
+        self.modbus_workers: list[ModbusBusWorker] = []
+        self.frame_workers: list[FrameBusWorker] = []
+        for bus in site.config.buses:
+            members = [self.states[d.name] for d in site.devices_on(bus.name)]
+            if not members:
+                continue
+            if isinstance(bus, SerialFrameBus):
+                self.frame_workers.append(FrameBusWorker(bus, members[0], emit))
+            else:
+                self.modbus_workers.append(ModbusBusWorker(bus, members, emit))
+
+    def health(self) -> dict[str, DeviceHealth]:
+        return {name: s.health for name, s in self.states.items()}
+
+    def link_reconnects(self) -> dict[str, int]:
+        return {w.bus.name: w.link.reconnects for w in self.modbus_workers}
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+            for w in self.modbus_workers:
+                tg.create_task(w.run(), name=f"plume.bus[{w.bus.name}]")
+            for f in self.frame_workers:
+                tg.create_task(f.run(), name=f"plume.frames[{f.bus.name}]")
+
+    async def poll_once(self, devices: Sequence[str] | None = None, frame_wait_s: float = 3.0) -> list[DeviceReading]:
+        """Poll each (selected) device once, bus by bus, in site-file order."""
+        wanted = set(devices) if devices else None
+        out: dict[str, DeviceReading] = {}
+        for w in self.modbus_workers:
+            try:
+                for d in w.devices:
+                    if wanted is None or d.health.device in wanted:
+                        out[d.health.device] = await w.poll(d, d.retries)
+            finally:
+                w.link.close()
+        frames = [f for f in self.frame_workers if wanted is None or f.device.health.device in wanted]
+        if frames:
+            listeners = [asyncio.create_task(f.listen()) for f in frames]
+            try:
+                deadline = asyncio.get_running_loop().time() + frame_wait_s
+                loop = asyncio.get_running_loop()
+                while any(f.device.latest_frame is None for f in frames) and loop.time() < deadline:
+                    await asyncio.sleep(0.05)
+                for f in frames:
+                    out[f.device.health.device] = f.emit_latest()
+            finally:
+                for t in listeners:
+                    t.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await t
+        order = [d.name for d in self.site.devices]
+        return [out[n] for n in order if n in out]
