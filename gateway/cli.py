@@ -23,8 +23,9 @@ profiles_app = typer.Typer(no_args_is_help=True, help="The built-in device profi
 app.add_typer(config_app, name="config")
 app.add_typer(profiles_app, name="profiles")
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+# Piped output (CI logs, `| less`) gets wide lines instead of rich's 80-column default.
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 160)
 
 SiteFile = Annotated[Path, typer.Argument(help="Site file (YAML).", show_default=False)]
 
@@ -35,7 +36,7 @@ def load_or_exit(path: Path) -> Site:
         return load_site(path)
     except ConfigError as exc:
         for line in exc.problems:
-            print(f"{path}: {line}", file=sys.stderr)
+            print(line, file=sys.stderr)
         raise typer.Exit(2) from None
 
 

@@ -346,16 +346,13 @@ def _device_profile(dev: DeviceConfig, dirs: tuple[Path, ...], where: str, probl
     except ValidationError as exc:
         problems.extend(_pydantic_problems(exc, prefix=f"{where}: "))
         return None
-    for j, r in enumerate(dev.registers):
+    nbase = len(base.registers) if base else 0
+    for j, r in enumerate(profile.registers):
         limit = profile.max_bits_per_request if r.is_bit_function else profile.max_registers_per_request
         if r.words > limit:
-            problems.append(f"{where}.registers[{j}].length: {r.words} registers exceed this device's "
-                            f"max_registers_per_request {limit}")
-    for j, r in enumerate(profile.registers):
-        if r.words > profile.max_registers_per_request and not r.is_bit_function:
-            problems.append(f"{where}.max_registers_per_request: channel {r.channel} alone needs {r.words}")
-            break
-        del j
+            field = f"registers[{j - nbase}].length" if j >= nbase else "max_registers_per_request"
+            problems.append(f"{where}.{field}: channel {r.channel} needs {r.words} registers, more than this "
+                            f"device's max_registers_per_request {limit}")
     return profile
 
 
