@@ -122,7 +122,8 @@ def test_schema_is_json_schema_of_the_site_file():
 def test_device_profile_from_a_user_file_without_python(tmp_path):
     (tmp_path / "profiles").mkdir()
     (tmp_path / "profiles" / "my-analyzer.yaml").write_text(
-        "name: my-analyzer\nkind: cems\nregisters:\n  - {channel: co, address: 10, type: f32, order: CDAB, unit: mg/m3}\n"
+        "name: my-analyzer\nkind: cems\nregisters:\n"
+        "  - {channel: co, address: 10, type: f32, order: CDAB, unit: mg/m3}\n"
     )
     f = tmp_path / "site.yaml"
     f.write_text(

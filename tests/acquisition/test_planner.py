@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -43,7 +45,7 @@ def test_plan_reads_every_register_once_within_limits(items, max_registers, max_
         if len(regs) != len(set(regs)):
             continue
         spans = sorted((r.address, r.end) for r in plan if r.function == f)
-        assert all(a_end <= b_start for (_, a_end), (b_start, _) in zip(spans, spans[1:], strict=False))
+        assert all(a_end <= b_start for (_, a_end), (b_start, _) in itertools.pairwise(spans))
 
 
 def optimal_count(items, max_registers, max_gap) -> int:
