@@ -1,0 +1,267 @@
+"""The gateway process: acquisition -> durable log -> sinks, in one event loop.
+
+    source (acquisition) --emit--> DurableLog.append --commit--> each sink reads with its own cursor
+                                                           \\--> on_commit listeners (plume demo)
+
+Shutdown (stop event set by SIGTERM/SIGINT): acquisition stops, the buffer is committed, sinks get `grace_s` to
+deliver what is committed (then they are cancelled; the rest stays in the log for the next start), cursors are
+committed and the log is closed. A crashing sink is restarted with backoff; it never stops acquisition or the
+other sinks. Acquisition or the log failing is fatal (a supervisor restarts the process; nothing committed is lost).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+from gateway.config import ConfigError, Site
+from gateway.health import HealthMonitor, serve_metrics
+from gateway.logsetup import add_secret
+from gateway.model import DeviceReading
+from gateway.sinks.backoff import Backoff
+from gateway.sinks.base import DeliveredHook, Sink
+from gateway.sinks.config import InfluxSinkConfig, MqttSinkConfig, resolve_secret
+from gateway.store.codec import LogRecord
+from gateway.store.log import DurableLog, LogLockedError
+
+log = logging.getLogger("plume.app")
+
+
+class Source(Protocol):
+    """What produces readings: the acquisition (or a simulator-free stand-in in benchmarks)."""
+
+    async def run(self) -> None: ...
+
+    def health(self) -> Mapping[str, Any]: ...
+
+
+SourceFactory = Callable[[Site, Callable[[DeviceReading], None]], Source]
+
+
+class FatalError(Exception):
+    """The gateway cannot run; `str()` is the one line to show, `code` the exit code."""
+
+    def __init__(self, message: str, code: int = 1):
+        super().__init__(message)
+        self.code = code
+
+
+def default_source(site: Site, emit: Callable[[DeviceReading], None]) -> Source:
+    from gateway.acquisition.poller import Acquisition
+
+    acq: Source = Acquisition(site, emit)
+    return acq
+
+
+def _base(site: Site) -> Path | None:
+    return site.path.resolve().parent if site.path else None
+
+
+def check_sinks(site: Site) -> list[str]:
+    """Problems of the sinks section that pydantic cannot see: duplicate names, secrets, TLS files, packages."""
+    problems: list[str] = []
+    seen: dict[str, int] = {}
+    for i, cfg in enumerate(site.config.sinks):
+        if cfg.name in seen:
+            problems.append(f"sinks[{i}].name: duplicate sink name {cfg.name!r} (also sinks[{seen[cfg.name]}]); "
+                            "give each sink its own name")
+        seen.setdefault(cfg.name, i)
+    return problems
+
+
+def build_sinks(site: Site, log_: DurableLog, on_delivered: DeliveredHook | None = None) -> list[Sink]:
+    """Sink objects for the site's sinks section; raises ConfigError naming every field that cannot be used."""
+    from gateway.sinks.influx import InfluxSink
+    from gateway.sinks.mqtt import MqttSink, tls_context
+
+    problems: list[str] = []
+    sinks: list[Sink] = []
+    base = _base(site)
+    for i, cfg in enumerate(site.config.sinks):
+        where = f"sinks[{i}]"
+        if isinstance(cfg, MqttSinkConfig):
+            password = resolve_secret(f"{where}.password", cfg.password, cfg.password_env, cfg.password_file,
+                                      problems, base)
+            add_secret(password)
+            try:
+                tls = tls_context(cfg, base)
+            except (OSError, ValueError) as exc:
+                problems.append(f"{where}.tls: cannot load the certificates: {exc}")
+                continue
+            sinks.append(MqttSink(cfg, site.id, log_, password=password, tls=tls, on_delivered=on_delivered))
+        elif isinstance(cfg, InfluxSinkConfig):
+            if cfg.api == "v1":
+                secret = resolve_secret(f"{where}.password", cfg.password, cfg.password_env, cfg.password_file,
+                                        problems, base)
+            else:
+                secret = resolve_secret(f"{where}.token", cfg.token, cfg.token_env, cfg.token_file, problems, base)
+                try:
+                    import influxdb_client  # noqa: F401
+                except ImportError:
+                    problems.append(f"{where}.api: v2 needs the influxdb-client package "
+                                    "(pip install 'influxdb-client[async]'), or use api: v1")
+            add_secret(secret)
+            sinks.append(InfluxSink(cfg, site.id, log_, secret=secret, on_delivered=on_delivered))
+    if problems:
+        raise ConfigError(problems)
+    return sinks
+
+
+class Gateway:
+    """One site's gateway. `await Gateway(site).run(stop)` runs until `stop` is set.
+
+    - `log_path`: where the durable log lives (default: the site's store section).
+    - `with_sinks=False`: no delivery at all (e.g. `plume demo`); readings are still committed to the log.
+    - `source`: what produces readings (default: the acquisition polling the site's devices).
+    - `on_commit(callback)`: `callback(records)` runs on the loop after every commit, with the LogRecords
+      (id, per-device seq, DeviceReading) just made durable.
+    """
+
+    def __init__(
+        self,
+        site: Site,
+        *,
+        log_path: Path | None = None,
+        with_sinks: bool = True,
+        source: SourceFactory | None = None,
+        metrics_port: int | None = None,
+        metrics_host: str = "127.0.0.1",
+        grace_s: float = 3.0,
+        health_interval_s: float | None = None,
+        on_delivered: DeliveredHook | None = None,
+    ):
+        self.site = site
+        self.log_path = log_path or site.config.store.log_path(site.path)
+        self.with_sinks = with_sinks
+        self._source_factory = source or default_source
+        self.metrics_port = metrics_port
+        self.metrics_host = metrics_host
+        self.grace_s = grace_s
+        self.health_interval_s = health_interval_s
+        self._on_delivered = on_delivered
+        self._listeners: list[Callable[[list[LogRecord]], None]] = []
+        self.log: DurableLog | None = None
+        self.sinks: list[Sink] = []
+        self.source: Source | None = None
+        self.monitor: HealthMonitor | None = None
+        self.started = asyncio.Event()
+
+    def on_commit(self, callback: Callable[[list[LogRecord]], None]) -> None:
+        self._listeners.append(callback)
+        if self.log is not None:
+            self.log.on_commit(callback)
+
+    async def health(self) -> dict[str, Any]:
+        if self.monitor is None:
+            return {}
+        return await self.monitor.snapshot()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until `stop` is set. Raises ConfigError (exit 2) or FatalError (exit 1)."""
+        site = self.site
+        if self.with_sinks:
+            problems = check_sinks(site)
+            if problems:
+                raise ConfigError(problems)
+        sink_cfgs = site.config.sinks if self.with_sinks else []
+        lg = DurableLog(self.log_path, site.config.store)
+        try:
+            await lg.open([c.name for c in sink_cfgs])
+        except LogLockedError as exc:
+            raise FatalError(f"{exc}: stop the other gateway, or give this site its own store.dir") from None
+        except OSError as exc:
+            raise FatalError(f"cannot open the log {self.log_path}: {exc.strerror or exc}") from None
+        self.log = lg
+        for cb in self._listeners:
+            lg.on_commit(cb)
+        stop_metrics: Callable[[], None] | None = None
+        tasks: list[asyncio.Task[Any]] = []
+        try:
+            self.sinks = build_sinks(site, lg, self._on_delivered) if self.with_sinks else []
+            def emit(reading: DeviceReading) -> None:
+                lg.append(reading)
+
+            self.source = self._source_factory(site, emit)
+            source = self.source
+            monitor = self.monitor = HealthMonitor(site.id, lg, self.sinks, lambda: source)
+            for s in self.sinks:
+                s.set_health(monitor.snapshot, self.health_interval_s)
+            if self.metrics_port is not None:
+                try:
+                    stop_metrics = serve_metrics(monitor, self.metrics_port, self.metrics_host)
+                except OSError as exc:
+                    raise FatalError(f"cannot serve metrics on {self.metrics_host}:{self.metrics_port}: "
+                                     f"{exc.strerror or exc}") from None
+                log.info("metrics: http://%s:%d/metrics", self.metrics_host, self.metrics_port)
+            committer = asyncio.create_task(lg.run(), name="log.committer")
+            acquisition = asyncio.create_task(source.run(), name="acquisition")
+            sink_tasks = [asyncio.create_task(self._supervise(s), name=f"sink[{s.name}]") for s in self.sinks]
+            tasks = [committer, acquisition, *sink_tasks]
+            stopper = asyncio.create_task(stop.wait(), name="stop")
+            log.info("gateway %s running: %d devices, %d sinks (%s), log %s", site.id,
+                     sum(1 for d in site.devices if d.config.enabled), len(self.sinks),
+                     ", ".join(f"{s.status.type}:{s.name}" for s in self.sinks) or "none", self.log_path)
+            self.started.set()
+            try:
+                done, _ = await asyncio.wait({stopper, committer, acquisition}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stopper.cancel()
+            failure: BaseException | None = None
+            for t in (committer, acquisition):
+                if t in done:
+                    failure = t.exception() or RuntimeError(f"{t.get_name()} ended on its own")
+            await self._shutdown(acquisition, committer, sink_tasks)
+            if failure is not None:
+                raise FatalError(f"{'acquisition' if acquisition in done else 'the log'} failed: {failure}") \
+                    from failure
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if stop_metrics is not None:
+                stop_metrics()
+            await lg.close()
+
+    async def _shutdown(self, acquisition: asyncio.Task[Any], committer: asyncio.Task[Any],
+                        sink_tasks: list[asyncio.Task[None]]) -> None:
+        assert self.log is not None
+        lg = self.log
+        acquisition.cancel()
+        await asyncio.gather(acquisition, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await lg.flush()
+        lg.begin_close()
+        if sink_tasks:
+            _, pending = await asyncio.wait(sink_tasks, timeout=self.grace_s)
+            if pending:
+                left = {s.name: lg.depth(s.consumer) for s in self.sinks}
+                log.info("stopping: sinks did not finish within %.1f s; undelivered readings stay in the log (%s)",
+                         self.grace_s, ", ".join(f"{k}: {v}" for k, v in left.items()))
+            for t in pending:
+                t.cancel()
+            await asyncio.gather(*sink_tasks, return_exceptions=True)
+        committer.cancel()
+        await asyncio.gather(committer, return_exceptions=True)
+        delivered = ", ".join(f"{s.name}: {s.consumer.delivered}" for s in self.sinks)
+        log.info("stopped: %d readings committed this run%s", lg.committed_records,
+                 f"; delivered {delivered}" if delivered else "")
+
+    async def _supervise(self, sink: Sink) -> None:
+        """Run a sink; a bug in it is logged and the sink restarted, never taking the gateway down."""
+        backoff = Backoff(1.0, 60.0)
+        assert self.log is not None
+        while True:
+            try:
+                await sink.run()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("sink %s failed unexpectedly; restarting it", sink.name)
+                if self.log.closing:
+                    return
+                await asyncio.sleep(backoff.next())

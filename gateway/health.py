@@ -1,0 +1,221 @@
+"""Health of the gateway in one snapshot: devices (from acquisition), the log, every sink.
+
+The same snapshot is published to MQTT (`{prefix}/{site}/health`), written to InfluxDB (`plume_device`,
+`plume_sink`, `plume_log` measurements) and served to Prometheus (`plume_*` metrics). It is computed on demand,
+never on the hot path: counting costs nothing per reading beyond the counters the stages keep anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Protocol
+
+from gateway.sinks.base import SinkStatus
+from gateway.sinks.lineproto import point
+from gateway.store.log import Consumer, DurableLog
+
+log = logging.getLogger("plume.health")
+HEALTH_VERSION = 1
+
+
+class HasStatus(Protocol):
+    name: str
+    status: SinkStatus
+    consumer: Consumer
+
+
+class HealthSource(Protocol):
+    def health(self) -> Mapping[str, Any]: ...
+
+
+class HealthMonitor:
+    def __init__(self, site_id: str, log_: DurableLog, sinks: Sequence[HasStatus],
+                 source: Callable[[], HealthSource | None] | None = None):
+        self.site_id = site_id
+        self.log = log_
+        self.sinks = sinks
+        self._source = source
+        self.started = time.time()
+
+    def devices(self) -> dict[str, dict[str, Any]]:
+        src = self._source() if self._source is not None else None
+        if src is None:
+            return {}
+        out: dict[str, dict[str, Any]] = {}
+        for name, h in src.health().items():
+            polls = int(getattr(h, "polls", 0))
+            ok = int(getattr(h, "ok", 0))
+            latency = getattr(h, "last_latency_ms", None)
+            out[name] = {
+                "bus": getattr(h, "bus", ""),
+                "polls": polls,
+                "ok": ok,
+                "failures": int(getattr(h, "failures", polls - ok)),
+                "success_rate": round(ok / polls, 4) if polls else None,
+                "online": bool(getattr(h, "online", False)),
+                "latency_ms": None if latency is None else round(float(latency), 2),
+                "last_error": str(getattr(h, "last_error", "")),
+            }
+        return out
+
+    async def snapshot(self) -> dict[str, Any]:
+        now = time.time()
+        sinks: dict[str, dict[str, Any]] = {}
+        for s in self.sinks:
+            c = s.consumer
+            oldest = await self.log.oldest_pending_ts(c)
+            p50, p99 = s.status.latency_quantiles()
+            sinks[s.name] = {
+                "type": s.status.type,
+                "target": s.status.target,
+                "connected": s.status.connected,
+                "depth": self.log.depth(c),
+                "age_s": None if oldest is None else round(max(0.0, now - oldest / 1000), 3),
+                "delivered": c.delivered,
+                "delivered_values": c.delivered_values,
+                "dropped": c.dropped,
+                "rejected": c.rejected,
+                "reconnects": s.status.reconnects,
+                "failures": s.status.failures,
+                "latency_p50_ms": None if p50 is None else round(p50, 1),
+                "latency_p99_ms": None if p99 is None else round(p99, 1),
+                "last_error": s.status.last_error,
+            }
+        st = self.log.stats()
+        return {
+            "v": HEALTH_VERSION,
+            "site": self.site_id,
+            "ts": int(now * 1000),
+            "uptime_s": round(now - self.started, 1),
+            "devices": self.devices(),
+            "sinks": sinks,
+            "log": {
+                "readings": max(0, st.committed_id - st.first_id + 1),
+                "bytes": st.used_bytes,
+                "committed": st.committed_records,
+                "commits": st.commits,
+                "buffered": st.buffered,
+                "commit_failures": self.log.commit_failures,
+                "dropped": st.dropped_total,
+            },
+        }
+
+
+def health_lines(snap: Mapping[str, Any], ts_ms: int) -> list[str]:
+    """The snapshot as InfluxDB points: plume_device, plume_sink, plume_log (all fields floats)."""
+    site = str(snap.get("site", ""))
+    lines: list[str | None] = []
+    for name, d in snap.get("devices", {}).items():
+        lines.append(point("plume_device", {"site": site, "device": name}, {
+            "polls": float(d["polls"]), "ok": float(d["ok"]), "failures": float(d["failures"]),
+            "success_rate": d["success_rate"], "online": 1.0 if d["online"] else 0.0,
+            "latency_ms": d["latency_ms"],
+        }, ts_ms))
+    for name, s in snap.get("sinks", {}).items():
+        lines.append(point("plume_sink", {"site": site, "sink": name, "type": s["type"]}, {
+            "connected": 1.0 if s["connected"] else 0.0, "depth": float(s["depth"]), "age_s": s["age_s"],
+            "delivered": float(s["delivered"]), "dropped": float(s["dropped"]), "rejected": float(s["rejected"]),
+            "reconnects": float(s["reconnects"]), "latency_p50_ms": s["latency_p50_ms"],
+            "latency_p99_ms": s["latency_p99_ms"],
+        }, ts_ms))
+    lg = snap.get("log")
+    if lg:
+        lines.append(point("plume_log", {"site": site}, {
+            k: float(lg[k]) for k in ("readings", "bytes", "commits", "buffered", "commit_failures", "dropped")
+        }, ts_ms))
+    return [x for x in lines if x is not None]
+
+
+class PrometheusCollector:
+    """prometheus-client collector: takes a fresh snapshot from the event loop at every scrape."""
+
+    def __init__(self, monitor: HealthMonitor, loop: asyncio.AbstractEventLoop):
+        self.monitor = monitor
+        self.loop = loop
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        try:
+            snap = asyncio.run_coroutine_threadsafe(self.monitor.snapshot(), self.loop).result(timeout=5)
+        except Exception as exc:
+            log.warning("metrics: no snapshot: %s", exc)
+            return
+        site = snap["site"]
+
+        def gauge(name: str, doc: str, labels: list[str]) -> GaugeMetricFamily:
+            return GaugeMetricFamily(name, doc, labels=["site", *labels])
+
+        def counter(name: str, doc: str, labels: list[str]) -> CounterMetricFamily:
+            return CounterMetricFamily(name, doc, labels=["site", *labels])
+
+        polls = counter("plume_device_polls", "Polls of the device since start", ["device"])
+        fails = counter("plume_device_poll_failures", "Failed polls since start", ["device"])
+        rate = gauge("plume_device_poll_success_ratio", "Successful polls / polls since start", ["device"])
+        online = gauge("plume_device_online", "1 while the device answers", ["device"])
+        lat = gauge("plume_device_poll_latency_ms", "Latency of the last poll", ["device"])
+        for name, d in snap["devices"].items():
+            polls.add_metric([site, name], d["polls"])
+            fails.add_metric([site, name], d["failures"])
+            if d["success_rate"] is not None:
+                rate.add_metric([site, name], d["success_rate"])
+            online.add_metric([site, name], 1.0 if d["online"] else 0.0)
+            if d["latency_ms"] is not None:
+                lat.add_metric([site, name], d["latency_ms"])
+        yield from (polls, fails, rate, online, lat)
+
+        depth = gauge("plume_sink_log_depth", "Readings committed and not yet delivered", ["sink"])
+        age = gauge("plume_sink_log_age_seconds", "Age of the oldest undelivered reading", ["sink"])
+        delivered = counter("plume_sink_delivered", "Readings delivered since start", ["sink"])
+        values = counter("plume_sink_delivered_values", "Values delivered since start", ["sink"])
+        dropped = counter("plume_sink_dropped", "Readings dropped by the disk cap before delivery (total)", ["sink"])
+        rejected = counter("plume_sink_rejected", "Readings refused by the target as malformed (total)", ["sink"])
+        reconnects = counter("plume_sink_reconnects", "Reconnections since start", ["sink"])
+        connected = gauge("plume_sink_connected", "1 while the target is reachable", ["sink"])
+        p50 = gauge("plume_sink_latency_p50_ms", "Median poll-to-confirmation latency (recent)", ["sink"])
+        p99 = gauge("plume_sink_latency_p99_ms", "99th percentile poll-to-confirmation latency (recent)", ["sink"])
+        for name, s in snap["sinks"].items():
+            labels = [site, name]
+            depth.add_metric(labels, s["depth"])
+            age.add_metric(labels, s["age_s"] or 0.0)
+            delivered.add_metric(labels, s["delivered"])
+            values.add_metric(labels, s["delivered_values"])
+            dropped.add_metric(labels, s["dropped"])
+            rejected.add_metric(labels, s["rejected"])
+            reconnects.add_metric(labels, s["reconnects"])
+            connected.add_metric(labels, 1.0 if s["connected"] else 0.0)
+            if s["latency_p50_ms"] is not None:
+                p50.add_metric(labels, s["latency_p50_ms"])
+                p99.add_metric(labels, s["latency_p99_ms"])
+        yield from (depth, age, delivered, values, dropped, rejected, reconnects, connected, p50, p99)
+
+        lg = snap["log"]
+        for key, doc in (("readings", "Readings held in the log"), ("bytes", "Bytes of the log holding data"),
+                         ("buffered", "Readings waiting for the next commit")):
+            g = GaugeMetricFamily(f"plume_log_{key}", doc, labels=["site"])
+            g.add_metric([site], lg[key])
+            yield g
+        for key, doc in (("committed", "Readings committed since start"), ("commits", "Transactions since start"),
+                         ("commit_failures", "Failed commits since start")):
+            c = CounterMetricFamily(f"plume_log_{key}", doc, labels=["site"])
+            c.add_metric([site], lg[key])
+            yield c
+
+
+def serve_metrics(monitor: HealthMonitor, port: int, host: str = "127.0.0.1") -> Callable[[], None]:
+    """Serve /metrics on host:port (a daemon thread); returns a function that stops it."""
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(PrometheusCollector(monitor, asyncio.get_running_loop()))
+    server, thread = start_http_server(port, addr=host, registry=registry)
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=2)
+
+    return stop

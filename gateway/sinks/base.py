@@ -1,0 +1,60 @@
+"""What every sink shares: its status for health, and the shape the app drives."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from gateway.store.codec import LogRecord
+from gateway.store.log import Consumer
+
+HealthProvider = Callable[[], Awaitable[dict[str, Any]]]
+DeliveredHook = Callable[[list[LogRecord]], None]
+
+
+@dataclass(slots=True)
+class SinkStatus:
+    """Live state of one sink (counters since start; `dropped`/`rejected` totals live in the log's Consumer)."""
+
+    name: str
+    type: str
+    target: str  # host:port or URL, never with credentials
+    connected: bool = False
+    connects: int = 0
+    reconnects: int = 0
+    failures: int = 0
+    last_error: str = ""
+    last_delivery_ms: int | None = None
+    latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=4096))
+
+    def delivered(self, records: list[LogRecord]) -> None:
+        """Records confirmed by the target now: remember poll-to-confirmation latencies."""
+        now = time.time() * 1000
+        self.last_delivery_ms = int(now)
+        lat = self.latencies_ms
+        for r in records:
+            lat.append(now - r.reading.ts)
+
+    def latency_quantiles(self) -> tuple[float | None, float | None]:
+        """p50 and p99 of the recent poll-to-confirmation latencies (ms)."""
+        if not self.latencies_ms:
+            return None, None
+        s = sorted(self.latencies_ms)
+        return s[len(s) // 2], s[min(len(s) - 1, int(len(s) * 0.99))]
+
+
+class Sink(Protocol):
+    name: str
+    status: SinkStatus
+    consumer: Consumer
+
+    async def run(self) -> None:
+        """Deliver the log until it is closing and everything committed was delivered (or until cancelled)."""
+        ...
+
+    def set_health(self, provider: HealthProvider, interval_s: float | None = None) -> None:
+        """Where to get the health snapshot this sink publishes."""
+        ...

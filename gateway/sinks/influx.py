@@ -1,0 +1,192 @@
+"""InfluxDB sink: writes committed polls as line protocol (see `lineproto`), at least once, idempotently.
+
+What an answer means:
+- 2xx: the batch is stored; the cursor moves past it.
+- no answer, 5xx, 429, 401/403, 404 (database missing — created once when allowed): the server or its setup is
+  not ready; the same batch is retried with backoff, nothing moves, nothing is lost.
+- 400/422 (bad data) and 413 (too large): the batch is split in halves until the offending points stand alone;
+  good points are written, a bad point is kept aside in the log's `rejected` table with the server's message,
+  counted and logged, and the queue moves on. InfluxDB 1.x writes the good points of a partial write already:
+  writing them again in the halves only overwrites the same points.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+
+from gateway.sinks.backoff import Backoff, Outage
+from gateway.sinks.base import DeliveredHook, HealthProvider, SinkStatus
+from gateway.sinks.config import InfluxSinkConfig
+from gateway.sinks.influx_http import TransportError, Writer, make_writer
+from gateway.sinks.lineproto import reading_line
+from gateway.store.codec import LogRecord
+from gateway.store.log import DurableLog
+
+log = logging.getLogger("plume.sink.influx")
+
+Item = tuple[LogRecord, str]
+
+
+class Verdict(enum.Enum):
+    OK = "ok"
+    BAD = "bad"  # the server refuses the data itself
+    TOO_LARGE = "too large"
+
+
+class Closing(Exception):
+    """The gateway is stopping while the server does not take the batch: leave it in the log."""
+
+
+class InfluxSink:
+    """Delivers the log to one InfluxDB (v1 or v2 write API)."""
+
+    type = "influx"
+
+    def __init__(
+        self,
+        cfg: InfluxSinkConfig,
+        site_id: str,
+        log_: DurableLog,
+        *,
+        secret: str | None = None,
+        writer: Writer | None = None,
+        on_delivered: DeliveredHook | None = None,
+    ):
+        self.cfg = cfg
+        self.name = cfg.name
+        self.site_id = site_id
+        self.log = log_
+        self.consumer = log_.consumer(cfg.name)
+        self._writer = writer or make_writer(cfg, secret)
+        self._on_delivered = on_delivered
+        self._health: HealthProvider | None = None
+        self._health_interval = cfg.health_interval_s
+        where = cfg.database if cfg.api == "v1" else cfg.bucket
+        self.status = SinkStatus(cfg.name, "influx", f"{cfg.url} ({cfg.api}, {where})")
+        self._outage = Outage(log, f"influx[{cfg.name}] {cfg.url}")
+        self._backoff = Backoff(cfg.retry_min_s, cfg.retry_max_s)
+        self._created_db = False
+        self.writes = 0
+
+    def set_health(self, provider: HealthProvider, interval_s: float | None = None) -> None:
+        self._health = provider
+        if interval_s is not None:
+            self._health_interval = interval_s
+
+    async def run(self) -> None:
+        await self._writer.open()
+        health_task: asyncio.Task[None] | None = None
+        if self._health is not None and self._health_interval > 0:
+            health_task = asyncio.create_task(self._write_health(), name=f"influx[{self.name}].health")
+        try:
+            await self._deliver_log()
+        except Closing:
+            log.info("influx[%s]: stopping with %d readings not yet written; they stay in the log",
+                     self.name, self.log.depth(self.consumer))
+        finally:
+            if health_task is not None:
+                health_task.cancel()
+                await asyncio.gather(health_task, return_exceptions=True)
+            await self._writer.close()
+
+    async def _deliver_log(self) -> None:
+        cfg = self.cfg
+        linger = cfg.linger_ms / 1000
+        after = self.consumer.acked
+        while True:
+            after = max(after, self.consumer.acked)  # the disk cap may have moved the cursor past us
+            records = await self.log.read(after, cfg.batch_size, linger_s=linger)
+            if not records:
+                return
+            items: list[Item] = []
+            for rec in records:
+                line = reading_line(rec.reading)
+                if line is not None:
+                    items.append((rec, line))
+            if items:
+                await self._deliver(items)
+            after = records[-1].id
+            values = sum(len(r.reading.values) for r in records)
+            self.log.ack(self.consumer, after, len(records), values)
+            self.status.delivered(records)
+            if self._on_delivered is not None:
+                self._on_delivered(records)
+
+    async def _deliver(self, items: list[Item]) -> None:
+        """Write `items`; on bad data, split until every bad point stands alone and is rejected."""
+        verdict, message = await self._write(items)
+        if verdict is Verdict.OK:
+            return
+        if len(items) == 1:
+            rec, line = items[0]
+            self.log.reject(self.consumer, rec, line, f"HTTP {verdict.value}: {message}")
+            log.warning("influx[%s]: server refused reading %d of %s (ts %d): %s; kept in the log's rejected "
+                        "table, moving on (%d rejected so far)", self.name, rec.id, rec.reading.device,
+                        rec.reading.ts, message, self.consumer.rejected)
+            return
+        mid = len(items) // 2
+        await self._deliver(items[:mid])
+        await self._deliver(items[mid:])
+
+    async def _write(self, items: list[Item]) -> tuple[Verdict, str]:
+        """One write, retried until the server gives a verdict on the data itself."""
+        body = "\n".join(line for _, line in items)
+        while True:
+            try:
+                status, message = await self._writer.write(body)
+            except TransportError as exc:
+                status, message = 0, str(exc)
+            self.writes += 1
+            if 200 <= status < 300:
+                self.status.connected = True
+                self._backoff.reset()
+                self._outage.ok()
+                return Verdict.OK, ""
+            if status in (400, 422):
+                self.status.connected = True
+                return Verdict.BAD, message
+            if status == 413:
+                return Verdict.TOO_LARGE, message
+            if status == 404 and self.cfg.api == "v1" and "database not found" in message:
+                if self.cfg.create_database and not self._created_db and await self._create_database():
+                    continue
+                message += f" (create it: CREATE DATABASE \"{self.cfg.database}\")"
+            elif status in (401, 403):
+                message += " (check the credentials of this sink)"
+            self.status.connected = status != 0
+            self.status.failures += 1
+            self.status.last_error = f"HTTP {status}: {message}" if status else message
+            self._outage.fail(f"write failed: {self.status.last_error}; retrying, nothing is lost")
+            if self.log.closing:
+                raise Closing
+            await asyncio.sleep(self._backoff.next())
+
+    async def _create_database(self) -> bool:
+        try:
+            status, message = await self._writer.create_database()
+        except TransportError:
+            return False
+        self._created_db = True
+        if 200 <= status < 300:
+            log.info("influx[%s]: created database %s", self.name, self.cfg.database)
+            return True
+        log.error("influx[%s]: cannot create database %s: HTTP %d %s", self.name, self.cfg.database, status, message)
+        return False
+
+    async def _write_health(self) -> None:
+        from gateway.health import health_lines
+
+        assert self._health is not None
+        while True:
+            await asyncio.sleep(self._health_interval)
+            try:
+                lines = health_lines(await self._health(), int(time.time() * 1000))
+                if lines:
+                    await self._writer.write("\n".join(lines))
+            except TransportError:
+                pass  # best effort: the data path reports the outage
+            except Exception:
+                log.exception("influx[%s]: health write failed", self.name)

@@ -1,0 +1,254 @@
+"""MQTT sink: publishes each committed poll as one message (contract v1) with at-least-once delivery.
+
+- The cursor advances only over messages the broker acknowledged (PUBACK for QoS 1, PUBCOMP for QoS 2), in log
+  order, even though up to `inflight` messages are on the wire at once.
+- After a disconnect everything after the cursor is published again: subscribers drop duplicates by `seq`.
+- `{prefix}/{site}/status` is `online` (retained) while connected; the last will turns it `offline` when the
+  link or the process dies, and a clean shutdown publishes `offline` itself.
+- Reconnects back off exponentially with jitter; the first failure of an outage is an ERROR line naming the
+  broker and the reason (bad password, TLS, refused), repeats are quiet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from collections import deque
+from pathlib import Path
+
+import aiomqtt
+from aiomqtt.exceptions import MqttConnectError
+from paho.mqtt.reasoncodes import ReasonCode
+
+from gateway.sinks.backoff import Backoff, Outage
+from gateway.sinks.base import DeliveredHook, HealthProvider, SinkStatus
+from gateway.sinks.config import MqttSinkConfig
+from gateway.sinks.contract import data_payload, data_topic, health_topic, json_payload, status_topic
+from gateway.store.codec import LogRecord
+from gateway.store.log import DurableLog
+
+log = logging.getLogger("plume.sink.mqtt")
+
+AUTH_CODES = {4, 5, 134, 135}  # 3.1.1: bad username or password, not authorised; 5: the same as reason codes
+
+
+def tls_context(cfg: MqttSinkConfig, base: Path | None = None) -> ssl.SSLContext | None:
+    """The SSL context for the broker, or None without TLS. Raises OSError/ssl.SSLError for unreadable files."""
+    if cfg.tls is None:
+        return None
+
+    def path(p: str | None) -> str | None:
+        if p is None:
+            return None
+        q = Path(p).expanduser()
+        return str(base / q if base is not None and not q.is_absolute() else q)
+
+    ctx = ssl.create_default_context(cafile=path(cfg.tls.ca_file))
+    if cfg.tls.cert_file:
+        ctx.load_cert_chain(path(cfg.tls.cert_file) or "", path(cfg.tls.key_file))
+    if cfg.tls.insecure:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def describe(exc: BaseException) -> str:
+    """One readable reason for a failed connection or publish."""
+    if isinstance(exc, MqttConnectError):
+        rc = exc.rc
+        code = getattr(rc, "value", rc)
+        name = rc.getName() if isinstance(rc, ReasonCode) else str(exc)
+        text = f"broker refused the connection: {name}"
+        if code in AUTH_CODES:
+            text += " (check username and password)"
+        return text
+    text = str(exc) or type(exc).__name__
+    if "CERTIFICATE_VERIFY_FAILED" in text or "WRONG_VERSION_NUMBER" in text or "SSL" in text:
+        text = f"TLS handshake failed: {text} (check tls.ca_file, the port and the broker's certificate)"
+    return text
+
+
+class MqttSink:
+    """Delivers the log to one MQTT broker."""
+
+    type = "mqtt"
+
+    def __init__(
+        self,
+        cfg: MqttSinkConfig,
+        site_id: str,
+        log_: DurableLog,
+        *,
+        password: str | None = None,
+        tls: ssl.SSLContext | None = None,
+        on_delivered: DeliveredHook | None = None,
+    ):
+        self.cfg = cfg
+        self.name = cfg.name
+        self.site_id = site_id
+        self.log = log_
+        self.consumer = log_.consumer(cfg.name)
+        self._password = password
+        self._tls = tls
+        self._on_delivered = on_delivered
+        self._health: HealthProvider | None = None
+        self._health_interval = cfg.health_interval_s
+        self.status = SinkStatus(cfg.name, "mqtt", f"{cfg.host}:{cfg.effective_port}")
+        self._outage = Outage(log, f"mqtt[{cfg.name}] {cfg.host}:{cfg.effective_port}")
+        self._topics: dict[str, str] = {}
+        self._status_topic = status_topic(cfg.topic_prefix, site_id)
+        self._health_topic = health_topic(cfg.topic_prefix, site_id)
+
+    def set_health(self, provider: HealthProvider, interval_s: float | None = None) -> None:
+        self._health = provider
+        if interval_s is not None:
+            self._health_interval = interval_s
+
+    def _client(self) -> aiomqtt.Client:
+        cfg = self.cfg
+        v5 = cfg.protocol == "5"
+        client = aiomqtt.Client(
+            cfg.host,
+            cfg.effective_port,
+            username=cfg.username,
+            password=self._password if cfg.username is not None else None,
+            identifier=cfg.client_id or f"plume-{self.site_id}-{cfg.name}",
+            protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
+            will=aiomqtt.Will(self._status_topic, b"offline", qos=1, retain=True),
+            clean_session=None if v5 else True,
+            keepalive=cfg.keepalive_s,
+            timeout=cfg.timeout_s,
+            tls_context=self._tls,
+            max_inflight_messages=cfg.inflight,
+            logger=logging.getLogger("plume.sink.mqtt.client"),
+        )
+        client.pending_calls_threshold = cfg.inflight + 100  # our window, not a leak: keep aiomqtt quiet
+        return client
+
+    async def run(self) -> None:
+        backoff = Backoff(self.cfg.reconnect_min_s, self.cfg.reconnect_max_s)
+        while True:
+            if self.log.closing and self.log.depth(self.consumer) == 0:
+                return
+            client = self._client()
+            try:
+                async with client:
+                    self.status.connected = True
+                    self.status.connects += 1
+                    if self.status.connects > 1:
+                        self.status.reconnects += 1
+                    backoff.reset()
+                    self._outage.ok("connected")
+                    log.info("mqtt[%s]: connected to %s (MQTT %s%s)", self.name, self.status.target,
+                             self.cfg.protocol, ", TLS" if self._tls else "")
+                    await client.publish(self._status_topic, b"online", qos=1, retain=True)
+                    try:
+                        finished = await self._session(client)
+                    finally:
+                        with contextlib.suppress(Exception, asyncio.CancelledError):
+                            await asyncio.wait_for(
+                                client.publish(self._status_topic, b"offline", qos=1, retain=True), 1.0
+                            )
+                    if finished:
+                        log.info("mqtt[%s]: everything committed was delivered; disconnecting", self.name)
+                        return
+            except aiomqtt.MqttError as exc:
+                self.status.failures += 1
+                self.status.last_error = describe(exc)
+                self._outage.fail(self.status.last_error)
+            finally:
+                self.status.connected = False
+            if self.log.closing:
+                return  # shutting down with the broker away: what is left stays in the log for the next start
+            await asyncio.sleep(backoff.next())
+
+    async def _session(self, client: aiomqtt.Client) -> bool:
+        """Publish until the log closes (True) or the connection breaks (raises MqttError)."""
+        pump = asyncio.create_task(self._pump(client), name=f"mqtt[{self.name}].pump")
+        watch = asyncio.create_task(self._watch(client), name=f"mqtt[{self.name}].watch")
+        tasks = [pump, watch]
+        if self._health is not None and self._health_interval > 0:
+            tasks.append(asyncio.create_task(self._publish_health(client), name=f"mqtt[{self.name}].health"))
+        try:
+            done, _ = await asyncio.wait((pump, watch), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if pump in done:
+            return pump.result()
+        watch.result()
+        raise aiomqtt.MqttError("connection lost")
+
+    async def _watch(self, client: aiomqtt.Client) -> None:
+        """Raises MqttError as soon as the connection drops (aiomqtt ends its message iterator then)."""
+        async for _ in client.messages:
+            pass
+
+    async def _pump(self, client: aiomqtt.Client) -> bool:
+        cfg = self.cfg
+        after = self.consumer.acked
+        window: deque[tuple[LogRecord, asyncio.Future[None]]] = deque()
+        publish = client.publish
+        qos, retain, timeout = cfg.qos, cfg.retain, cfg.timeout_s
+        try:
+            while True:
+                if window and self.log.committed_id <= after:
+                    await self._settle(window, len(window))  # nothing new: confirm what is on the wire first
+                records = await self.log.read(after, cfg.batch)
+                if not records:
+                    await self._settle(window, len(window))
+                    return True
+                for rec in records:
+                    if len(window) >= cfg.inflight:
+                        await self._settle(window, 1)
+                    fut: asyncio.Future[None] = asyncio.ensure_future(
+                        publish(self._topic(rec), data_payload(rec), qos=qos, retain=retain, timeout=timeout)
+                    )
+                    window.append((rec, fut))
+                    after = rec.id
+                self._settle_done(window)
+        finally:
+            for _, fut in window:
+                fut.cancel()
+
+    async def _settle(self, window: deque[tuple[LogRecord, asyncio.Future[None]]], at_least: int) -> None:
+        """Wait until `at_least` of the oldest messages are confirmed, then advance the cursor."""
+        for i in range(min(at_least, len(window))):
+            await window[i][1]
+        self._settle_done(window)
+
+    def _settle_done(self, window: deque[tuple[LogRecord, asyncio.Future[None]]]) -> None:
+        done: list[LogRecord] = []
+        while window and window[0][1].done():
+            rec, fut = window.popleft()
+            fut.result()  # raises MqttError if that publish failed: the session ends, the cursor stays
+            done.append(rec)
+        if done:
+            values = sum(len(r.reading.values) for r in done)
+            self.log.ack(self.consumer, done[-1].id, len(done), values)
+            self.status.delivered(done)
+            if self._on_delivered is not None:
+                self._on_delivered(done)
+
+    def _topic(self, rec: LogRecord) -> str:
+        device = rec.reading.device
+        topic = self._topics.get(device)
+        if topic is None:
+            topic = self._topics[device] = data_topic(self.cfg.topic_prefix, rec.reading.site, device)
+        return topic
+
+    async def _publish_health(self, client: aiomqtt.Client) -> None:
+        assert self._health is not None
+        while True:
+            try:
+                snap = await self._health()
+                await client.publish(self._health_topic, json_payload(snap), qos=1, retain=True,
+                                     timeout=self.cfg.timeout_s)
+            except aiomqtt.MqttError:
+                return  # the watcher reports the disconnect
+            except Exception:
+                log.exception("mqtt[%s]: health snapshot failed", self.name)
+            await asyncio.sleep(self._health_interval)

@@ -1,0 +1,88 @@
+"""How a DeviceReading becomes a row of the durable log, and back.
+
+A device sends the same channels with the same units in every poll, so that layout (site, device, kind, channel
+names, units) is stored once as a *schema* and each row carries only the flags (one letter per channel), the values
+as a JSON list, and, when there is any, the error and per-channel notes. That is ~100 bytes for a 10-channel poll
+instead of ~400, which is what lets weeks of history fit the disk cap of an SD card.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from gateway.model import ChannelValue, DeviceReading, Flag
+
+SchemaKey = tuple[str, str, str, tuple[str, ...], tuple[str, ...]]
+_FLAGS: dict[str, Flag] = {f.value: f for f in Flag}
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_loads = json.loads
+
+
+@dataclass(slots=True, frozen=True)
+class Schema:
+    """The layout of one device's readings."""
+
+    id: int
+    site: str
+    device: str
+    kind: str
+    channels: tuple[str, ...]
+    units: tuple[str, ...]
+
+    @property
+    def key(self) -> SchemaKey:
+        return (self.site, self.device, self.kind, self.channels, self.units)
+
+    def to_json(self) -> str:
+        return _dumps([self.site, self.device, self.kind, list(self.channels), list(self.units)])
+
+    @staticmethod
+    def from_json(schema_id: int, text: str) -> Schema:
+        site, device, kind, channels, units = _loads(text)
+        return Schema(schema_id, site, device, kind, tuple(channels), tuple(units))
+
+
+@dataclass(slots=True)
+class LogRecord:
+    """A committed reading: its position in the log and its per-device sequence number (gap/duplicate detection)."""
+
+    id: int
+    seq: int
+    reading: DeviceReading
+
+
+Row = tuple[int, int, int, int, str, str, str | None]  # id, ts, seq, schema, flags, vals, extra
+
+
+def schema_key(reading: DeviceReading) -> SchemaKey:
+    values = reading.values
+    return (reading.site, reading.device, reading.kind, tuple(values), tuple(cv.unit for cv in values.values()))
+
+
+def encode(record_id: int, seq: int, schema_id: int, reading: DeviceReading) -> Row:
+    values = reading.values.values()
+    flags = "".join([cv.flag.value for cv in values])
+    vals = _dumps([cv.value for cv in values])
+    extra: str | None = None
+    notes = {ch: cv.note for ch, cv in reading.values.items() if cv.note}
+    if not reading.ok or reading.error or notes:
+        extra = _dumps({"ok": reading.ok, "error": reading.error, "notes": notes})
+    return (record_id, reading.ts, seq, schema_id, flags, vals, extra)
+
+
+def decode(schema: Schema, ts: int, flags: str, vals: str, extra: str | None) -> DeviceReading:
+    values = _loads(vals)
+    units = schema.units
+    cvs = {
+        ch: ChannelValue(values[i], units[i], _FLAGS[flags[i]]) for i, ch in enumerate(schema.channels)
+    }
+    reading = DeviceReading(schema.site, schema.device, schema.kind, ts, cvs)
+    if extra is not None:
+        info = _loads(extra)
+        reading.ok = bool(info.get("ok", True))
+        reading.error = str(info.get("error", ""))
+        for ch, note in info.get("notes", {}).items():
+            if ch in cvs:
+                cvs[ch].note = note
+    return reading

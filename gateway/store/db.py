@@ -1,0 +1,255 @@
+"""The SQLite side of the durable log. Synchronous: every method runs on the log's single worker thread.
+
+Invariants
+- `readings.id` only grows (AUTOINCREMENT): an id is never reused, even after every row was deleted, so a cursor
+  can never point past a row that is yet to come.
+- Rows are deleted only from the front (oldest ids first): ids in the table are contiguous.
+- A cursor (`cursors.acked`) means: every row with id <= acked was confirmed by that consumer's target.
+- Rows, schemas, device sequence numbers and cursors are written in one transaction, so a crash leaves them
+  consistent with each other.
+
+On-disk format: see `gateway.store.codec` (one row per device poll; the device layout is a shared schema row).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gateway.store.codec import Row, Schema
+
+SCHEMA_VERSION = 1
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS schemas(id INTEGER PRIMARY KEY, layout TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS readings(
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    schema INTEGER NOT NULL,
+    flags TEXT NOT NULL,
+    vals TEXT NOT NULL,
+    extra TEXT
+);
+CREATE TABLE IF NOT EXISTS devices(name TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS cursors(
+    name TEXT PRIMARY KEY,
+    acked INTEGER NOT NULL,
+    dropped INTEGER NOT NULL DEFAULT 0,
+    rejected INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS rejected(
+    id INTEGER PRIMARY KEY,
+    consumer TEXT NOT NULL,
+    record INTEGER NOT NULL,
+    ts INTEGER NOT NULL,
+    at INTEGER NOT NULL,
+    payload TEXT NOT NULL,
+    error TEXT NOT NULL
+);
+"""
+
+
+@dataclass(slots=True)
+class CursorRow:
+    name: str
+    acked: int
+    dropped: int = 0
+    rejected: int = 0
+
+
+@dataclass(slots=True)
+class RejectRow:
+    consumer: str
+    record: int
+    ts: int
+    at: int
+    payload: str
+    error: str
+
+
+@dataclass(slots=True)
+class OpenState:
+    """What the log needs in memory after opening a file."""
+
+    first_id: int  # oldest id present (last_id + 1 when empty)
+    last_id: int  # highest id ever assigned
+    seqs: dict[str, int]
+    schemas: dict[int, Schema]
+    cursors: dict[str, CursorRow]
+
+
+@dataclass(slots=True)
+class Batch:
+    """One transaction's worth of changes."""
+
+    rows: list[Row] = field(default_factory=list)
+    schemas: list[Schema] = field(default_factory=list)
+    seqs: dict[str, int] = field(default_factory=dict)
+    cursors: list[CursorRow] = field(default_factory=list)
+    rejects: list[RejectRow] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.rows or self.schemas or self.cursors or self.rejects)
+
+
+class LogDb:
+    """One SQLite connection in WAL mode."""
+
+    def __init__(self, path: Path, durability: str = "full"):
+        self.path = path
+        self.durability = durability
+        self._conn: sqlite3.Connection | None = None
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        assert self._conn is not None, "log database is not open"
+        return self._conn
+
+    def open(self) -> OpenState:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._conn = conn
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={'FULL' if self.durability == 'full' else 'NORMAL'}")
+        conn.execute("PRAGMA journal_size_limit=16777216")  # truncate the WAL back to 16 MB after checkpoints
+        conn.execute("PRAGMA cache_size=-4096")  # 4 MB page cache: RSS matters on a Pi
+        conn.executescript(_DDL)
+        version = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        if version is None:
+            conn.execute("INSERT INTO meta VALUES('schema_version', ?)", (str(SCHEMA_VERSION),))
+        elif int(version[0]) != SCHEMA_VERSION:
+            raise RuntimeError(f"{self.path}: log format {version[0]} is not supported (expected {SCHEMA_VERSION})")
+        seq_row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name='readings'").fetchone()
+        max_row = conn.execute("SELECT min(id), max(id) FROM readings").fetchone()
+        last_id = max(seq_row[0] if seq_row else 0, max_row[1] or 0)
+        first_id = max_row[0] if max_row[0] is not None else last_id + 1
+        seqs = dict(conn.execute("SELECT name, seq FROM devices").fetchall())
+        schemas = {sid: Schema.from_json(sid, text) for sid, text in conn.execute("SELECT id, layout FROM schemas")}
+        cursors = {
+            name: CursorRow(name, acked, dropped, rejected)
+            for name, acked, dropped, rejected in conn.execute("SELECT name, acked, dropped, rejected FROM cursors")
+        }
+        return OpenState(first_id, last_id, seqs, schemas, cursors)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._conn.close()
+            self._conn = None
+
+    def commit(self, batch: Batch) -> None:
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if batch.schemas:
+                conn.executemany(
+                    "INSERT INTO schemas(id, layout) VALUES(?, ?)", [(s.id, s.to_json()) for s in batch.schemas]
+                )
+            if batch.rows:
+                conn.executemany("INSERT INTO readings VALUES(?, ?, ?, ?, ?, ?, ?)", batch.rows)
+            if batch.seqs:
+                conn.executemany(
+                    "INSERT INTO devices(name, seq) VALUES(?, ?) ON CONFLICT(name) DO UPDATE SET seq=excluded.seq",
+                    list(batch.seqs.items()),
+                )
+            if batch.cursors:
+                conn.executemany(
+                    "INSERT INTO cursors(name, acked, dropped, rejected) VALUES(?, ?, ?, ?) ON CONFLICT(name) "
+                    "DO UPDATE SET acked=excluded.acked, dropped=excluded.dropped, rejected=excluded.rejected",
+                    [(c.name, c.acked, c.dropped, c.rejected) for c in batch.cursors],
+                )
+            if batch.rejects:
+                conn.executemany(
+                    "INSERT INTO rejected(consumer, record, ts, at, payload, error) VALUES(?, ?, ?, ?, ?, ?)",
+                    [(r.consumer, r.record, r.ts, r.at, r.payload, r.error) for r in batch.rejects],
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def read(self, after: int, limit: int) -> list[tuple[int, int, int, int, str, str, str | None]]:
+        return self.conn.execute(
+            "SELECT id, ts, seq, schema, flags, vals, extra FROM readings WHERE id > ? ORDER BY id LIMIT ?",
+            (after, limit),
+        ).fetchall()
+
+    def ts_of(self, record_id: int) -> int | None:
+        row = self.conn.execute("SELECT ts FROM readings WHERE id >= ? ORDER BY id LIMIT 1", (record_id,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def used_bytes(self) -> int:
+        """Bytes of the database that hold data (freed pages are reused, so the file itself does not shrink)."""
+        conn = self.conn
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+        size = conn.execute("PRAGMA page_size").fetchone()[0]
+        return int((pages - free) * size)
+
+    def delete_through(self, last_id: int, cursors: list[CursorRow]) -> int:
+        """Drop every row up to `last_id` and store the cursors that moved because of it, in one transaction."""
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            n = conn.execute("DELETE FROM readings WHERE id <= ?", (last_id,)).rowcount
+            conn.executemany(
+                "INSERT INTO cursors(name, acked, dropped, rejected) VALUES(?, ?, ?, ?) ON CONFLICT(name) "
+                "DO UPDATE SET acked=excluded.acked, dropped=excluded.dropped, rejected=excluded.rejected",
+                [(c.name, c.acked, c.dropped, c.rejected) for c in cursors],
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return int(n)
+
+    def expire(self, cutoff_ts: int, through_id: int, chunk: int = 5000) -> int:
+        """Retention: delete delivered rows (id <= through_id) older than cutoff_ts, oldest first, in chunks."""
+        conn = self.conn
+        total = 0
+        while True:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                row = conn.execute(
+                    "SELECT max(id) FROM (SELECT id, ts FROM readings WHERE id <= ? ORDER BY id LIMIT ?) "
+                    "WHERE ts < ?",
+                    (through_id, chunk, cutoff_ts),
+                ).fetchone()
+                upto = row[0]
+                n = 0
+                if upto is not None:
+                    # only the contiguous old prefix: a younger row stops the sweep, so ids stay contiguous
+                    first_young = conn.execute(
+                        "SELECT min(id) FROM readings WHERE id <= ? AND ts >= ?", (upto, cutoff_ts)
+                    ).fetchone()[0]
+                    if first_young is not None:
+                        upto = first_young - 1
+                    n = conn.execute("DELETE FROM readings WHERE id <= ?", (upto,)).rowcount
+                conn.execute("DELETE FROM rejected WHERE at < ?", (cutoff_ts,))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            total += n
+            if n < chunk:
+                return total
+
+    def first_id(self) -> int | None:
+        row = self.conn.execute("SELECT min(id) FROM readings").fetchone()
+        return None if row[0] is None else int(row[0])
+
+    def delete_cursors(self, names: list[str]) -> None:
+        self.conn.executemany("DELETE FROM cursors WHERE name = ?", [(n,) for n in names])
+
+    def rejected_rows(self, consumer: str | None = None) -> list[tuple[str, int, int, str, str]]:
+        sql = "SELECT consumer, record, ts, payload, error FROM rejected"
+        args: tuple[str, ...] = ()
+        if consumer is not None:
+            sql += " WHERE consumer = ?"
+            args = (consumer,)
+        return self.conn.execute(sql + " ORDER BY id", args).fetchall()

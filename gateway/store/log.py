@@ -1,0 +1,468 @@
+"""The durable log: readings are committed to SQLite before any sink sees them; each sink reads with its own cursor.
+
+- `append()` is called on the event loop for every poll and never blocks: it assigns the record id and the
+  per-device sequence number and buffers the encoded row. The committer writes the buffer in one transaction at
+  most every `commit_interval_ms` (one fsync per commit with durability `full`).
+- Committed records are handed to consumers from an in-memory tail (no read-back, no decoding) while they keep
+  up; a consumer that fell behind (outage, restart) reads from the database in batches.
+- All SQLite work runs on one worker thread, so a slow SD card never stalls the event loop (acquisition timing).
+- The disk cap drops the oldest rows, delivered or not; what a consumer had not yet delivered is counted as
+  dropped for it, logged and kept in its cursor row (it survives restarts). Retention deletes only rows every
+  consumer has delivered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+from gateway.model import DeviceReading
+from gateway.store.codec import LogRecord, Row, Schema, SchemaKey, decode, encode, schema_key
+from gateway.store.config import StoreConfig
+from gateway.store.db import Batch, CursorRow, LogDb, RejectRow
+
+log = logging.getLogger("plume.store")
+T = TypeVar("T")
+
+CAP_CHECK_S = 5.0
+RETENTION_CHECK_S = 3600.0
+CAP_HEADROOM = 0.9  # when over the cap, drop down to 90% of it, so drops come in few large steps
+
+
+class LogLockedError(RuntimeError):
+    """Another process uses this log file."""
+
+
+@dataclass(slots=True)
+class Consumer:
+    """One reader of the log (a sink) and its counters.
+
+    `acked` is persisted; `delivered`/`delivered_values` count since start; `dropped`/`rejected` are totals.
+    """
+
+    name: str
+    acked: int
+    dropped: int = 0
+    rejected: int = 0
+    delivered: int = 0
+    delivered_values: int = 0
+    dirty: bool = False
+
+    def row(self) -> CursorRow:
+        return CursorRow(self.name, self.acked, self.dropped, self.rejected)
+
+
+@dataclass(slots=True)
+class LogStats:
+    first_id: int
+    last_id: int
+    committed_id: int
+    used_bytes: int
+    commits: int
+    committed_records: int
+    buffered: int
+    dropped_total: int
+
+
+class DurableLog:
+    """SQLite (WAL) store-and-forward log with per-consumer cursors."""
+
+    def __init__(self, path: Path, config: StoreConfig | None = None, *, tail_size: int = 4096, max_batch: int = 5000):
+        self.path = path
+        self.config = config or StoreConfig()
+        self._db = LogDb(path, self.config.durability)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="plume-log")
+        self._tail_size = tail_size
+        self._max_batch = max_batch
+        self._lock_file: IO[bytes] | None = None
+        # state, valid after open()
+        self.first_id = 1
+        self.last_id = 0  # highest id assigned (committed or buffered)
+        self.committed_id = 0
+        self._seqs: dict[str, int] = {}
+        self._schemas: dict[SchemaKey, Schema] = {}
+        self._schemas_by_id: dict[int, Schema] = {}
+        self._next_schema = 1
+        self._consumers: dict[str, Consumer] = {}
+        self._buffer: list[LogRecord] = []
+        self._rows: list[Row] = []
+        self._new_schemas: list[Schema] = []
+        self._new_seqs: dict[str, int] = {}
+        self._rejects: list[RejectRow] = []
+        self._tail: list[LogRecord] = []
+        self._committed = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._full = asyncio.Event()
+        self._closing = False
+        self._opened = False
+        self._listeners: list[Callable[[list[LogRecord]], None]] = []
+        self._commit_lock = asyncio.Lock()
+        self._used_bytes = 0
+        self._last_cap_check = 0.0
+        self._last_retention = 0.0
+        self.commits = 0
+        self.committed_records = 0
+        self.commit_failures = 0
+
+    # --- lifecycle -------------------------------------------------------------------------------------------
+    async def open(self, consumers: Iterable[str] = ()) -> None:
+        """Open (or create) the log; register `consumers`; forget cursors of consumers no longer configured."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock_file = open(self.path.with_suffix(".lock"), "wb")  # noqa: SIM115 - held while open
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock_file.close()
+            self._lock_file = None
+            raise LogLockedError(f"{self.path} is in use by another plume process") from None
+        state = await self._run(self._db.open)
+        self.first_id = state.first_id
+        self.last_id = self.committed_id = state.last_id
+        self._seqs = dict(state.seqs)
+        self._schemas_by_id = dict(state.schemas)
+        self._schemas = {s.key: s for s in state.schemas.values()}
+        self._next_schema = max(state.schemas, default=0) + 1
+        names = list(dict.fromkeys(consumers))
+        for name in names:
+            row = state.cursors.get(name)
+            if row is None:  # a new sink starts with the oldest retained reading (back-fill)
+                self._consumers[name] = Consumer(name, self.first_id - 1, dirty=True)
+            else:
+                self._consumers[name] = Consumer(name, row.acked, row.dropped, row.rejected)
+        stale = [n for n in state.cursors if n not in self._consumers]
+        if stale:
+            log.info("log: forgetting cursors of sinks no longer configured: %s", ", ".join(stale))
+            await self._run(self._db.delete_cursors, stale)
+        self._used_bytes = await self._run(self._db.used_bytes)
+        self._opened = True
+        log.info(
+            "log: %s opened, %d readings held (ids %d..%d), %.1f MB",
+            self.path, self.committed_id - self.first_id + 1, self.first_id, self.committed_id,
+            self._used_bytes / 1e6,
+        )
+        await self._maintain(force=True)
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    def begin_close(self) -> None:
+        """No more appends are expected: readers return [] once they have everything committed."""
+        self._closing = True
+        self._committed.set()
+
+    async def close(self) -> None:
+        """Commit what is buffered and the cursors, then close the file."""
+        if not self._opened:
+            self._executor.shutdown(wait=False)
+            return
+        self.begin_close()
+        try:
+            await self.flush(force_cursors=True)
+        finally:
+            self._opened = False
+            await self._run(self._db.close)
+            self._executor.shutdown(wait=True)
+            if self._lock_file is not None:
+                self._lock_file.close()
+                self._lock_file = None
+
+    async def __aenter__(self) -> DurableLog:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # --- writing ---------------------------------------------------------------------------------------------
+    def append(self, reading: DeviceReading) -> LogRecord:
+        """Buffer one poll for the next commit. Cheap and non-blocking: called on the loop for every poll."""
+        key = schema_key(reading)
+        schema = self._schemas.get(key)
+        if schema is None:
+            schema = Schema(self._next_schema, *key)
+            self._next_schema += 1
+            self._schemas[key] = schema
+            self._schemas_by_id[schema.id] = schema
+            self._new_schemas.append(schema)
+        seq = self._seqs.get(reading.device, 0) + 1
+        self._seqs[reading.device] = seq
+        self._new_seqs[reading.device] = seq
+        self.last_id += 1
+        record = LogRecord(self.last_id, seq, reading)
+        self._buffer.append(record)
+        self._rows.append(encode(record.id, seq, schema.id, reading))
+        self._wake.set()
+        if len(self._buffer) >= self._max_batch:
+            self._full.set()
+        return record
+
+    def on_commit(self, listener: Callable[[list[LogRecord]], None]) -> None:
+        """Call `listener(records)` on the loop after each commit (e.g. `plume demo` showing readings)."""
+        self._listeners.append(listener)
+
+    async def flush(self, force_cursors: bool = False) -> None:
+        """Commit everything buffered now (and the cursors that moved)."""
+        async with self._commit_lock:
+            cursors = [c for c in self._consumers.values() if c.dirty or force_cursors]
+            batch = Batch(self._rows, self._new_schemas, self._new_seqs, [c.row() for c in cursors], self._rejects)
+            if not batch:
+                return
+            records = self._buffer
+            self._buffer, self._rows, self._new_schemas, self._new_seqs, self._rejects = [], [], [], {}, []
+            self._full.clear()
+            for c in cursors:
+                c.dirty = False
+            try:
+                await self._run(self._db.commit, batch)
+            except BaseException:
+                # put everything back in front of what arrived meanwhile; the next commit retries it
+                self._buffer[:0] = records
+                self._rows[:0] = batch.rows
+                self._new_schemas[:0] = batch.schemas
+                self._new_seqs = {**batch.seqs, **self._new_seqs}
+                self._rejects[:0] = batch.rejects
+                for c in cursors:
+                    c.dirty = True
+                raise
+            self.commits += 1
+            if records:
+                self.committed_id = records[-1].id
+                self.committed_records += len(records)
+                tail = self._tail
+                tail.extend(records)
+                if len(tail) > 2 * self._tail_size:
+                    del tail[: len(tail) - self._tail_size]
+                self._committed.set()
+                self._committed = asyncio.Event()
+                for listener in self._listeners:
+                    try:
+                        listener(records)
+                    except Exception:
+                        log.exception("log: commit listener failed")
+
+    async def run(self) -> None:
+        """The committer: batches appends into transactions, enforces the disk cap and retention. Runs until
+        cancelled; a final flush happens in close()."""
+        interval = self.config.commit_interval_ms / 1000
+        last = 0.0
+        failing = False
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=CAP_CHECK_S)
+            except TimeoutError:
+                await self._maintain()
+                continue
+            delay = last + interval - time.monotonic()
+            if delay > 0 and not self._full.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._full.wait(), timeout=delay)
+            self._wake.clear()
+            last = time.monotonic()
+            try:
+                await self.flush()
+                if failing:
+                    log.info("log: commits work again")
+                failing = False
+            except Exception as exc:
+                self.commit_failures += 1
+                if not failing:
+                    log.error("log: commit failed (%s); readings stay buffered in memory and are retried", exc)
+                else:
+                    log.debug("log: commit failed again: %s", exc)
+                failing = True
+                if "full" in str(exc).lower():
+                    await self._free_disk(emergency=True)
+                self._wake.set()
+                await asyncio.sleep(1.0)
+                continue
+            await self._maintain()
+
+    # --- reading ---------------------------------------------------------------------------------------------
+    def consumer(self, name: str) -> Consumer:
+        try:
+            return self._consumers[name]
+        except KeyError:
+            raise KeyError(f"log consumer {name!r} was not registered when the log was opened") from None
+
+    @property
+    def consumers(self) -> dict[str, Consumer]:
+        return self._consumers
+
+    async def read(self, after: int, limit: int, linger_s: float = 0.0) -> list[LogRecord]:
+        """Committed records with id > after, oldest first, at most `limit`. Waits until there is at least one;
+        returns [] once the log is closing and everything committed was read. With `linger_s`, waits up to that
+        long for a full batch (fewer, larger writes)."""
+        while True:
+            after = max(after, self.first_id - 1)
+            if self.committed_id > after:
+                break
+            if self._closing:
+                return []
+            await self._committed.wait()
+        if linger_s > 0 and self.committed_id - after < limit and not self._closing:
+            deadline = time.monotonic() + linger_s
+            while self.committed_id - after < limit and not self._closing:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._committed.wait(), timeout=remaining)
+            after = max(after, self.first_id - 1)
+        tail = self._tail
+        if tail and tail[0].id <= after + 1:
+            start = after + 1 - tail[0].id
+            return tail[start : start + limit]
+        return await self._run(self._read_db, after, limit)
+
+    def _read_db(self, after: int, limit: int) -> list[LogRecord]:
+        schemas = self._schemas_by_id
+        return [
+            LogRecord(rid, seq, decode(schemas[sid], ts, flags, vals, extra))
+            for rid, ts, seq, sid, flags, vals, extra in self._db.read(after, limit)
+        ]
+
+    def ack(self, consumer: Consumer, upto_id: int, records: int = 0, values: int = 0) -> None:
+        """`consumer`'s target confirmed everything up to `upto_id`. Persisted with the next commit."""
+        if upto_id > consumer.acked:
+            consumer.acked = min(upto_id, self.committed_id)
+            consumer.dirty = True
+        consumer.delivered += records
+        consumer.delivered_values += values
+
+    def reject(self, consumer: Consumer, record: LogRecord, payload: str, error: str) -> None:
+        """`consumer`'s target refused this record for good (malformed): keep it aside, count it, move on."""
+        consumer.rejected += 1
+        consumer.dirty = True
+        self._rejects.append(RejectRow(consumer.name, record.id, record.reading.ts, int(time.time() * 1000),
+                                       payload, error))
+        self._wake.set()
+
+    async def rejected(self, consumer: str | None = None) -> list[tuple[str, int, int, str, str]]:
+        """Rejected records kept aside: (consumer, record id, ts, payload, error)."""
+        return await self._run(self._db.rejected_rows, consumer)
+
+    async def oldest_pending_ts(self, consumer: Consumer) -> int | None:
+        """Poll time of the oldest record `consumer` has not delivered (None when it is caught up)."""
+        nxt = max(consumer.acked + 1, self.first_id)
+        if nxt > self.committed_id:
+            return None
+        tail = self._tail
+        if tail and tail[0].id <= nxt <= tail[-1].id:
+            return tail[nxt - tail[0].id].reading.ts
+        return await self._run(self._db.ts_of, nxt)
+
+    def depth(self, consumer: Consumer) -> int:
+        """Committed records `consumer` has not delivered yet."""
+        return max(0, self.committed_id - max(consumer.acked, self.first_id - 1))
+
+    def stats(self) -> LogStats:
+        return LogStats(
+            first_id=self.first_id,
+            last_id=self.last_id,
+            committed_id=self.committed_id,
+            used_bytes=self._used_bytes,
+            commits=self.commits,
+            committed_records=self.committed_records,
+            buffered=len(self._buffer),
+            dropped_total=sum(c.dropped for c in self._consumers.values()),
+        )
+
+    # --- disk cap and retention ------------------------------------------------------------------------------
+    async def _maintain(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self._last_cap_check >= CAP_CHECK_S:
+            self._last_cap_check = now
+            self._used_bytes = await self._run(self._db.used_bytes)
+            if self._used_bytes > self.config.max_disk_mb * 1e6:
+                await self._free_disk()
+        if force or now - self._last_retention >= RETENTION_CHECK_S:
+            self._last_retention = now
+            await self._expire()
+
+    async def _expire(self) -> None:
+        cutoff = int((time.time() - self.config.retention_days * 86400) * 1000)
+        through = min((c.acked for c in self._consumers.values()), default=self.committed_id)
+        through = min(through, self.committed_id)
+        if through < self.first_id:
+            return
+        async with self._commit_lock:
+            n = await self._run(self._db.expire, cutoff, through)
+            if n:
+                first = await self._run(self._db.first_id)
+                self.first_id = first if first is not None else self.committed_id + 1
+                self._trim_tail()
+                log.info("log: retention removed %d delivered readings older than %g days", n,
+                         self.config.retention_days)
+
+    async def _free_disk(self, emergency: bool = False) -> None:
+        """Drop the oldest rows until the log is back under the cap (or, on a full disk, 5% of the rows)."""
+        cap = self.config.max_disk_mb * 1e6
+        for _ in range(20):
+            async with self._commit_lock:
+                rows = self.committed_id - self.first_id + 1
+                if rows <= 0:
+                    return
+                if emergency:
+                    n = max(1, rows // 20)
+                else:
+                    used = self._used_bytes
+                    if used <= cap:
+                        return
+                    per_row = used / rows
+                    n = max(1, math.ceil((used - cap * CAP_HEADROOM) / per_row))
+                through = min(self.first_id + n - 1, self.committed_id)
+                moved: list[Consumer] = []
+                for c in self._consumers.values():
+                    if c.acked < through:
+                        lost = through - max(c.acked, self.first_id - 1)
+                        c.dropped += lost
+                        c.acked = through
+                        moved.append(c)
+                        log.warning(
+                            "log: disk cap %.0f MB reached: dropped %d readings not yet delivered to %s "
+                            "(ids %d..%d; %d dropped in total)",
+                            self.config.max_disk_mb, lost, c.name, through - lost + 1, through, c.dropped,
+                        )
+                deleted = await self._run(self._db.delete_through, through, [c.row() for c in moved])
+                for c in moved:
+                    c.dirty = False
+                self.first_id = through + 1
+                self._trim_tail()
+                self._used_bytes = await self._run(self._db.used_bytes)
+                log.info("log: removed %d oldest readings for the disk cap; %.1f MB used", deleted,
+                         self._used_bytes / 1e6)
+            if emergency:
+                return
+
+    def _trim_tail(self) -> None:
+        tail = self._tail
+        if tail and tail[0].id < self.first_id:
+            del tail[: min(len(tail), self.first_id - tail[0].id)]
+
+    # --- plumbing --------------------------------------------------------------------------------------------
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+
+def open_log_path(path: Path) -> Path:
+    """The log file for a store folder or file path (tests and tools)."""
+    return path if path.suffix else path / "log.sqlite"
+
+
+def file_size(path: Path) -> int:
+    """Size of the log file plus its WAL (what `du` would show)."""
+    total = 0
+    for p in (path, Path(str(path) + "-wal")):
+        with contextlib.suppress(OSError):
+            total += os.path.getsize(p)
+    return total
