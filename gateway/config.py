@@ -106,7 +106,7 @@ class DeviceConfig(Strict):
     max_registers_per_request: int | None = Field(None, ge=1, le=125)
     max_gap: int | None = Field(None, ge=0, le=124)
     backoff_max_s: float = Field(
-        300.0, ge=1, description="Longest wait between probes of a device that stopped answering."
+        300.0, ge=0.1, description="Longest wait between probes of a device that stopped answering."
     )
     enabled: bool = True
 

@@ -1,7 +1,7 @@
 """Polling every device of a site: one worker per bus, one transaction at a time on each bus.
 
-A device that stops answering is backed off: after OFFLINE_AFTER failed polls it is only probed (one request,
-no retries) at growing intervals, and its scheduled polls in between emit flag-B readings without touching the
+A device that stops answering is backed off: after one failed poll it gets no retries, after OFFLINE_AFTER it is
+only probed (one request, no retries) at growing intervals up to backoff_max_s, and its scheduled polls in between emit flag-B readings without touching the
 line — so a dead slave cannot starve its neighbours on a shared RS-485 bus, and the data still says why it is
 missing. Polls are aligned to the wall clock (a 10 s device is read at :00, :10, ...).
 """
@@ -112,7 +112,7 @@ class DeviceState:
             if h.online:
                 log.error("device %s on bus %s stopped answering (%s); backing off", h.device, h.bus, reading.error)
             h.online = False
-            backoff = min(self.backoff_max_s, self.interval_s * 2 ** (h.consecutive_failures - OFFLINE_AFTER))
+            backoff = min(self.backoff_max_s, self.interval_s * 2 ** (1 + h.consecutive_failures - OFFLINE_AFTER))
             self.probe_at = loop_now + backoff
 
 
@@ -153,8 +153,9 @@ class ModbusBusWorker:
                                                                         f"{dev.health.last_error}"))
             self.emit(reading)
             return reading
-        probing = not dev.health.online
-        reading = await self.poll(dev, retries=0 if probing else dev.retries)
+        # a device whose last poll got no answer at all gets one try, not its full retries, until it answers again
+        suspect = dev.health.consecutive_failures > 0
+        reading = await self.poll(dev, retries=0 if suspect else dev.retries)
         dev.record(reading, loop.time() - start, loop.time())
         self.emit(reading)
         return reading
