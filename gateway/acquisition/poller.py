@@ -3,7 +3,8 @@
 A device that stops answering is backed off: after one failed poll it gets no retries, after OFFLINE_AFTER it
 is only probed (one request, no retries) at growing intervals up to backoff_max_s, and its scheduled polls in
 between emit flag-B readings without touching the line — so a dead slave cannot starve its neighbours on a shared
-RS-485 bus, and the data still says why it is missing. Polls are aligned to the wall clock (a 10 s device is read at :00, :10, ...).
+RS-485 bus, and the data still says why it is missing.
+Polls are aligned to the wall clock (a 10 s device is read at :00, :10, ...).
 """
 
 from __future__ import annotations
