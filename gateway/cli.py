@@ -109,21 +109,26 @@ def plan(file: SiteFile, device: Annotated[str | None, typer.Option(help="Only t
             nbytes = sum(sum(framing(r)) for r in reqs)
             nbytes_naive = sum(sum(framing(r)) for r in naive)
             out.print(f"  device {d.name} (profile {d.profile.name}, address {d.config.address}): "
-                      f"{len(reqs)} requests, {nbytes} bytes per poll (one per channel: {len(naive)} requests, "
-                      f"{nbytes_naive} bytes)")
+                      f"{_n(len(reqs), 'request')}, {nbytes} bytes per poll (one per channel: "
+                      f"{_n(len(naive), 'request')}, {nbytes_naive} bytes)")
             table = Table("fc", "start", "count", "channels", box=None, padding=(0, 2))
             for r in reqs:
                 carried = [getattr(it, "channel", f"status@{it.address}") for it in r.items]
                 table.add_row(str(r.function), f"{r.address} (0x{r.address:04X})", str(r.count), " ".join(carried))
             out.print(table)
         total = sum(sum(framing(r)) for r in cycle)
-        line = f"  cycle: {len(cycle)} requests, {total} bytes on the wire"
+        line = f"  cycle: {_n(len(cycle), 'request')}, {total} bytes on the wire"
         if not isinstance(bus, TcpBus):
-            wire = rtu_wire_time_s(cycle, bus.baudrate) * 1000
-            naive_wire = rtu_wire_time_s(naive_cycle, bus.baudrate) * 1000
-            line += (f", {wire:.1f} ms at {bus.baudrate} baud (one request per channel: {len(naive_cycle)} requests, "
-                     f"{naive_wire:.1f} ms)")
+            bits = 11 if isinstance(bus, RtuOverTcpBus) else 1 + bus.bytesize + (bus.parity != "N") + bus.stopbits
+            wire = rtu_wire_time_s(cycle, bus.baudrate, bits) * 1000
+            naive_wire = rtu_wire_time_s(naive_cycle, bus.baudrate, bits) * 1000
+            line += (f", {wire:.1f} ms at {bus.baudrate} baud, {bits} bits per character (one request per channel: "
+                     f"{_n(len(naive_cycle), 'request')}, {naive_wire:.1f} ms)")
         out.print(line)
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def _baud(bus: RtuBus | TcpBus | RtuOverTcpBus) -> str:
