@@ -68,9 +68,19 @@ async def demo_main(site: Site, duration: float | None, seed: int, console: Cons
             await task
         if task.done() and not task.cancelled() and task.exception():
             raise task.exception()  # type: ignore[misc]
+    console.print()
     console.print(f"{count} values read from {len(latest)} devices in {time.monotonic() - started:.0f} s")
     return 0
 
 
 def run_demo(site: Site, *, duration: float | None, seed: int, console: Console) -> int:
-    return asyncio.run(demo_main(site, duration, seed, console))
+    from plume_sim import SimError
+
+    try:
+        return asyncio.run(demo_main(site, duration, seed, console))
+    except SimError as exc:
+        for line in exc.problems:
+            console.print(f"[red]simulator: {line}[/]")
+        console.print("Is another `plume demo` or `plume-sim` running on this site file? Stop it, or pass a copy of "
+                      "the site file with other ports and paths.")
+        return 2
