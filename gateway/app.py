@@ -206,18 +206,25 @@ class Gateway:
                      sum(1 for d in site.devices if d.config.enabled), len(self.sinks),
                      ", ".join(f"{s.status.type}:{s.name}" for s in self.sinks) or "none", self.log_path)
             self.started.set()
+            watched = {stopper, committer, acquisition}
+            failure: BaseException | None = None
+            what = "acquisition"
             try:
-                done, _ = await asyncio.wait({stopper, committer, acquisition}, return_when=asyncio.FIRST_COMPLETED)
+                while not stop.is_set() and failure is None:
+                    done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+                    if committer in done:
+                        what = "the log"
+                        failure = committer.exception() or RuntimeError("the log committer ended on its own")
+                    elif acquisition in done:
+                        failure = acquisition.exception()
+                        if failure is None:  # nothing to poll: keep delivering what the log holds
+                            log.warning("acquisition has nothing (more) to poll; sinks keep delivering the log")
+                            watched.discard(acquisition)
             finally:
                 stopper.cancel()
-            failure: BaseException | None = None
-            for t in (committer, acquisition):
-                if t in done:
-                    failure = t.exception() or RuntimeError(f"{t.get_name()} ended on its own")
             await self._shutdown(acquisition, committer, sink_tasks)
             if failure is not None:
-                raise FatalError(f"{'acquisition' if acquisition in done else 'the log'} failed: {failure}") \
-                    from failure
+                raise FatalError(f"{what} failed: {failure}") from failure
         finally:
             for t in tasks:
                 t.cancel()

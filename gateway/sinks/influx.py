@@ -160,9 +160,8 @@ class InfluxSink:
             self.status.failures += 1
             self.status.last_error = f"HTTP {status}: {message}" if status else message
             self._outage.fail(f"write failed: {self.status.last_error}; retrying, nothing is lost")
-            if self.log.closing:
+            if self.log.closing or await self.log.sleep(self._backoff.next()):
                 raise Closing
-            await asyncio.sleep(self._backoff.next())
 
     async def _create_database(self) -> bool:
         try:

@@ -54,7 +54,6 @@ class V1Writer:
         auth = httpx.BasicAuth(self.cfg.username, self._password or "") if self.cfg.username else None
         self._client = httpx.AsyncClient(
             base_url=self.cfg.url.rstrip("/"), timeout=self.cfg.timeout_s, auth=auth, verify=_ssl(self.cfg),
-            headers={"Content-Type": "text/plain; charset=utf-8"},
         )
 
     async def close(self) -> None:
@@ -75,7 +74,7 @@ class V1Writer:
 
     async def write(self, body: str) -> tuple[int, str]:
         data = body.encode()
-        headers = {}
+        headers = {"Content-Type": "text/plain; charset=utf-8"}
         if self.cfg.gzip:
             data = gzip.compress(data, compresslevel=1)
             headers["Content-Encoding"] = "gzip"

@@ -160,9 +160,8 @@ class MqttSink:
                 self._outage.fail(self.status.last_error)
             finally:
                 self.status.connected = False
-            if self.log.closing:
+            if self.log.closing or await self.log.sleep(backoff.next()):
                 return  # shutting down with the broker away: what is left stays in the log for the next start
-            await asyncio.sleep(backoff.next())
 
     async def _session(self, client: aiomqtt.Client) -> bool:
         """Publish until the log closes (True) or the connection breaks (raises MqttError)."""

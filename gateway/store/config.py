@@ -28,7 +28,7 @@ class StoreConfig(BaseModel):
     )
     max_disk_mb: float = Field(
         2048,
-        ge=1,
+        gt=0,
         description="Disk cap of the log. When reached, the oldest readings are dropped even if undelivered; "
         "every drop is counted per sink, logged and shown in health.",
     )

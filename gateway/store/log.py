@@ -104,6 +104,7 @@ class DurableLog:
         self._wake = asyncio.Event()
         self._full = asyncio.Event()
         self._closing = False
+        self._closing_event = asyncio.Event()
         self._opened = False
         self._listeners: list[Callable[[list[LogRecord]], None]] = []
         self._commit_lock = asyncio.Lock()
@@ -159,7 +160,14 @@ class DurableLog:
     def begin_close(self) -> None:
         """No more appends are expected: readers return [] once they have everything committed."""
         self._closing = True
+        self._closing_event.set()
         self._committed.set()
+
+    async def sleep(self, seconds: float) -> bool:
+        """Sleep (a retry backoff) but wake up when the log starts closing; True if it is closing."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._closing_event.wait(), timeout=seconds)
+        return self._closing
 
     async def close(self) -> None:
         """Commit what is buffered and the cursors, then close the file."""
@@ -349,6 +357,7 @@ class DurableLog:
 
     async def rejected(self, consumer: str | None = None) -> list[tuple[str, int, int, str, str]]:
         """Rejected records kept aside: (consumer, record id, ts, payload, error)."""
+        await self.flush()
         return await self._run(self._db.rejected_rows, consumer)
 
     async def oldest_pending_ts(self, consumer: Consumer) -> int | None:
@@ -378,6 +387,10 @@ class DurableLog:
         )
 
     # --- disk cap and retention ------------------------------------------------------------------------------
+    async def maintain(self) -> None:
+        """Enforce the disk cap and retention now (the committer does it every few seconds / every hour)."""
+        await self._maintain(force=True)
+
     async def _maintain(self, force: bool = False) -> None:
         now = time.monotonic()
         if force or now - self._last_cap_check >= CAP_CHECK_S:

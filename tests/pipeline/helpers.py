@@ -1,0 +1,105 @@
+"""Helpers of the pipeline tests: readings built by hand, child processes (plume run, plume-sim)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gateway.model import ChannelValue, DeviceReading, Flag
+
+from .servers import wait_for
+
+CI = os.environ.get("CI") == "true"
+PACKAGES = {"mosquitto": "mosquitto", "mosquitto_passwd": "mosquitto", "influxd": "influxdb",
+            "victoria-metrics": "victoria-metrics", "openssl": "openssl"}
+
+
+def need(binary: str) -> None:
+    """Skip (locally) or fail (CI=true) when a server binary is missing."""
+    if shutil.which(binary) is None:
+        msg = f"{binary} is not installed (apt-get install {PACKAGES.get(binary, binary)})"
+        if CI:
+            pytest.fail(msg)
+        pytest.skip(msg)
+
+
+def reading(device: str, ts: int, values: dict[str, float | str | None] | None = None, *, kind: str = "dust",
+            site: str = "test-site", flag: Flag = Flag.N, unit: str = "ug/m3") -> DeviceReading:
+    """A DeviceReading as acquisition would emit it (default: three dust channels derived from ts)."""
+    if values is None:
+        values = {"pm10": float(ts % 997), "pm25": float(ts % 499) / 2, "tsp": float(ts % 1999)}
+    cvs = {ch: ChannelValue(v, unit, flag if v is not None else Flag.B) for ch, v in values.items()}
+    return DeviceReading(site, device, kind, ts, cvs)
+
+
+class Proc:
+    """A child process (plume run, plume-sim) with its output in a file; stopped by pid."""
+
+    def __init__(self, args: list[str], log_path: Path, env: dict[str, str] | None = None):
+        self.args = args
+        self.log_path = log_path
+        self.env = {**os.environ, **(env or {})}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._offset = 0
+
+    def start(self) -> Proc:
+        self._offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        with open(self.log_path, "ab") as out:
+            self.proc = subprocess.Popen(self.args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         env=self.env, start_new_session=True)
+        return self
+
+    def output(self, since_start: bool = True) -> str:
+        text = self.log_path.read_bytes().decode(errors="replace") if self.log_path.exists() else ""
+        return text[self._offset:] if since_start else text
+
+    def wait_output(self, needle: str, timeout: float = 20.0) -> None:
+        def found() -> bool:
+            if self.proc is not None and self.proc.poll() is not None and needle not in self.output():
+                raise AssertionError(f"{self.args[0]} exited with {self.proc.returncode}:\n{self.output()[-3000:]}")
+            return needle in self.output()
+
+        try:
+            wait_for(found, timeout, f"{needle!r} in the output of {' '.join(self.args[:3])}")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n--- output ---\n{self.output()[-3000:]}") from None
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+    def terminate(self, timeout: float = 15.0) -> int:
+        """SIGTERM and wait; returns the exit code."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+            raise AssertionError(f"{self.args[0]} did not stop within {timeout} s after SIGTERM") from None
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+def script(name: str) -> str:
+    """A console script of this environment (next to the interpreter running the tests)."""
+    path = Path(sys.executable).parent / name
+    return str(path) if path.exists() else name
+
+
+def gateway_cmd(site_file: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "gateway.cli_run", str(site_file), *extra]
+
+
+def sim_cmd(site_file: Path, truth: Path, *extra: str) -> list[str]:
+    return [script("plume-sim"), str(site_file), "--truth", str(truth), "--quiet", *extra]
