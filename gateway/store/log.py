@@ -34,7 +34,7 @@ from gateway.store.db import Batch, CursorRow, LogDb, RejectRow
 log = logging.getLogger("plume.store")
 T = TypeVar("T")
 
-CAP_CHECK_S = 5.0
+CAP_CHECK_S = 1.0
 RETENTION_CHECK_S = 3600.0
 CAP_HEADROOM = 0.9  # when over the cap, drop down to 90% of it, so drops come in few large steps
 
