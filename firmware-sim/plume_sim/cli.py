@@ -48,17 +48,20 @@ def run(
     seed: Annotated[int, typer.Option(help="Seed of every value and fault decision.")] = 1,
     truth: Annotated[Path | None, typer.Option(help="Append one JSON line per value served to this file.")] = None,
     fault: Annotated[
-        list[str] | None, typer.Option(help="DEVICE:KIND[:ARG], repeatable (e.g. dust-1:timeout:0.3).")
+        list[str] | None,
+        typer.Option(metavar="DEVICE:KIND[:ARG]", help="A fault from the start; repeatable (e.g. dust-1:timeout:0.3)."),
     ] = None,
     control: Annotated[
-        str | None, typer.Option(help="HOST:PORT (loopback) for run-time faults as JSON lines.")
+        str | None, typer.Option(metavar="HOST:PORT", help="Loopback port for run-time faults as JSON lines.")
     ] = None,
     pace: Annotated[bool, typer.Option("--pace/--no-pace", help="Pace serial answers to the baud rate.")] = True,
     turnaround_ms: Annotated[
         float | None, typer.Option(help="Slave turnaround before answering (default 3.5 characters).", min=0)
     ] = None,
     duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.", min=0)] = None,
-    quiet: Annotated[bool, typer.Option(help="Print only the ready lines (no fault or write events).")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", help="Print only the ready lines (no fault or write events).")
+    ] = False,
 ) -> None:
     """Simulate every device of a site file on the buses it names."""
     try:

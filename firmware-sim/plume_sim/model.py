@@ -63,7 +63,8 @@ def parse_hint(raw: Mapping[str, Any] | None, where: str, problems: list[str]) -
             problems.append(f"{where}.sim.{key}: must be a number, not {v!r}")
             v = None
         numbers[key] = None if v is None else float(v)
-    if (numbers["period_s"] or 1) <= 0:
+    period = numbers["period_s"]
+    if period is not None and period <= 0:
         problems.append(f"{where}.sim.period_s: must be above 0")
     constant = raw.get("constant")
     if constant is not None and (isinstance(constant, bool) or not isinstance(constant, int | float | str)):

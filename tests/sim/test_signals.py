@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from plume_sim.model import DeviceModel, HintError, quantize
+from plume_sim.signals import SIGNALS
 
 from gateway.config import Site
 from gateway.profile import load_profile
@@ -173,8 +174,12 @@ def test_unknown_channel_walks_inside_its_range(make_site) -> None:
 
 
 def test_sim_typos_are_errors(make_site) -> None:
-    site = make_site(SIM_SITE, sim="{constnat: 1, signal: pm11}")
+    site = make_site(SIM_SITE, sim="{constnat: 1, signal: pm11, base: high, period_s: 0}")
     with pytest.raises(HintError) as exc:
         model(site, "d")
-    text = "\n".join(exc.value.problems)
-    assert "constnat" in text and "pm11" in text
+    assert exc.value.problems == [
+        "d.level.sim: unknown key(s) constnat (known: constant, signal, base, amplitude, period_s, area_m2)",
+        "d.level.sim.signal: unknown signal 'pm11' (known: " + ", ".join(sorted(SIGNALS)) + ")",
+        "d.level.sim.base: must be a number, not 'high'",
+        "d.level.sim.period_s: must be above 0",
+    ]
