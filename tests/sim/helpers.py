@@ -78,3 +78,19 @@ def rtu(unit: int, pdu: bytes) -> bytes:
     from plume_sim.modbus_slave import rtu_frame
 
     return rtu_frame(unit, pdu)
+
+
+async def raw_exchange(port: int, request: bytes, timeout: float = 1.0) -> bytes:
+    """One request on a fresh loopback connection; b"" when nothing comes back within timeout."""
+    import asyncio
+
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        try:
+            return await asyncio.wait_for(reader.read(260), timeout)
+        except TimeoutError:
+            return b""
+    finally:
+        writer.close()

@@ -13,8 +13,7 @@ from plume_sim.modbus_slave import crc16, mbap_frame, rtu_crc_ok
 from gateway.acquisition.codec import decode
 from gateway.config import Site, TcpBus
 
-from .helpers import FakeClock, RawSerial, rtu
-from .test_tcp import raw_exchange
+from .helpers import FakeClock, RawSerial, raw_exchange, rtu
 
 CWT_READ = rtu(3, bytes.fromhex("03 01 F4 00 0E"))  # dust-1: wind speed .. rainfall
 CWT_ANSWER = 5 + 2 * 14

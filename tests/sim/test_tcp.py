@@ -13,7 +13,7 @@ from pymodbus.client import AsyncModbusTcpClient
 from gateway.acquisition.codec import decode
 from gateway.config import Site, TcpBus
 
-from .helpers import FakeClock, free_port, rtu
+from .helpers import FakeClock, free_port, raw_exchange, rtu
 
 
 @pytest.fixture
@@ -30,19 +30,6 @@ async def client(sim: Simulator, site: Site):
     assert await c.connect()
     yield c
     c.close()
-
-
-async def raw_exchange(port: int, request: bytes, timeout: float = 1.0) -> bytes:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(request)
-        await writer.drain()
-        try:
-            return await asyncio.wait_for(reader.read(260), timeout)
-        except TimeoutError:
-            return b""
-    finally:
-        writer.close()
 
 
 async def test_each_unit_id_is_its_own_device(sim: Simulator, client: AsyncModbusTcpClient) -> None:
