@@ -98,7 +98,9 @@ class DeviceConfig(Strict):
     address: int = Field(1, ge=0, le=247, description="Modbus slave id (device_id / unit id).")
     profile: str | None = Field(None, description="Built-in profile name, a name in profiles_dir, or a YAML path.")
     kind: str | None = Field(None, description="Overrides the profile's kind; needed when there is no profile.")
-    registers: list[RegisterSpec] = Field(default_factory=list, description="Channels added to the profile's.")
+    registers: list[RegisterSpec] = Field(
+        default_factory=list, description="Channels added to the profile's (same channel name: replaces it)."
+    )
     status: list[StatusSpec] = Field(default_factory=list)
     poll_interval_s: float = Field(10.0, ge=0.05, le=86_400)
     timeout_s: float = Field(1.0, gt=0, le=60)
@@ -147,7 +149,10 @@ class Site:
         return self.config.site.id
 
     def bus(self, name: str) -> RtuBus | TcpBus | RtuOverTcpBus | SerialFrameBus:
-        return next(b for b in self.config.buses if b.name == name)
+        for b in self.config.buses:
+            if b.name == name:
+                return b
+        raise KeyError(f"no bus named {name!r}")
 
     def devices_on(self, bus: str) -> list[ResolvedDevice]:
         return [d for d in self.devices if d.config.bus == bus and d.config.enabled]
@@ -327,7 +332,9 @@ def _device_profile(dev: DeviceConfig, dirs: tuple[Path, ...], where: str, probl
     elif dev.kind is None:
         problems.append(f"{where}.kind: a device without a profile needs a kind (dust, cems, ...)")
         return None
-    registers = [*(base.registers if base else []), *dev.registers]
+    # a device's own register entry replaces the profile's channel of the same name (a different scale, a sim hint)
+    own = {r.channel for r in dev.registers}
+    registers = [*(r for r in (base.registers if base else []) if r.channel not in own), *dev.registers]
     status = [*(base.status if base else []), *dev.status]
     merged: dict[str, Any] = {
         "name": base.name if base else dev.name,
@@ -346,7 +353,7 @@ def _device_profile(dev: DeviceConfig, dirs: tuple[Path, ...], where: str, probl
     except ValidationError as exc:
         problems.extend(_pydantic_problems(exc, prefix=f"{where}: "))
         return None
-    nbase = len(base.registers) if base else 0
+    nbase = len(registers) - len(dev.registers)
     for j, r in enumerate(profile.registers):
         limit = profile.max_bits_per_request if r.is_bit_function else profile.max_registers_per_request
         if r.words > limit:

@@ -132,3 +132,15 @@ def test_device_profile_from_a_user_file_without_python(tmp_path):
     )
     assert plume("config", "check", str(f)).returncode == 0
     assert load_site(f).devices[0].profile.channel("co").unit == "mg/m3"
+
+
+def test_device_register_entry_replaces_the_profile_channel_of_the_same_name(tmp_path):
+    f = tmp_path / "site.yaml"
+    f.write_text(
+        "site: {id: s}\nbuses: [{name: lan, type: tcp, host: 127.0.0.1}]\n"
+        "devices: [{name: a, bus: lan, profile: cwt-dust-weather,\n"
+        "  registers: [{channel: pm10, address: 0x01FC, scale: 0.1, unit: mg/m3}]}]\n"
+    )
+    prof = load_site(f).devices[0].profile
+    assert [r.channel for r in prof.registers].count("pm10") == 1
+    assert (prof.channel("pm10").scale, prof.channel("pm10").unit) == (0.1, "mg/m3")
