@@ -73,13 +73,17 @@ def check_sinks(site: Site) -> list[str]:
     return problems
 
 
-def build_sinks(site: Site, log_: DurableLog, on_delivered: DeliveredHook | None = None) -> list[Sink]:
-    """Sink objects for the site's sinks section; raises ConfigError naming every field that cannot be used."""
+SinkFactory = Callable[[DurableLog, "DeliveredHook | None"], Sink]
+
+
+def prepare_sinks(site: Site) -> list[SinkFactory]:
+    """Check the sinks section against the world (secrets, certificates, packages) before anything starts; raises
+    ConfigError naming every field that cannot be used. Returns one factory per sink, to call with the log."""
     from gateway.sinks.influx import InfluxSink
     from gateway.sinks.mqtt import MqttSink, tls_context
 
-    problems: list[str] = []
-    sinks: list[Sink] = []
+    problems = check_sinks(site)
+    factories: list[SinkFactory] = []
     base = _base(site)
     for i, cfg in enumerate(site.config.sinks):
         where = f"sinks[{i}]"
@@ -92,7 +96,12 @@ def build_sinks(site: Site, log_: DurableLog, on_delivered: DeliveredHook | None
             except (OSError, ValueError) as exc:
                 problems.append(f"{where}.tls: cannot load the certificates: {exc}")
                 continue
-            sinks.append(MqttSink(cfg, site.id, log_, password=password, tls=tls, on_delivered=on_delivered))
+
+            def mqtt(lg: DurableLog, hook: DeliveredHook | None, cfg: MqttSinkConfig = cfg,
+                     password: str | None = password, tls: Any = tls) -> Sink:
+                return MqttSink(cfg, site.id, lg, password=password, tls=tls, on_delivered=hook)
+
+            factories.append(mqtt)
         elif isinstance(cfg, InfluxSinkConfig):
             if cfg.api == "v1":
                 secret = resolve_secret(f"{where}.password", cfg.password, cfg.password_env, cfg.password_file,
@@ -105,10 +114,15 @@ def build_sinks(site: Site, log_: DurableLog, on_delivered: DeliveredHook | None
                     problems.append(f"{where}.api: v2 needs the influxdb-client package "
                                     "(pip install 'influxdb-client[async]'), or use api: v1")
             add_secret(secret)
-            sinks.append(InfluxSink(cfg, site.id, log_, secret=secret, on_delivered=on_delivered))
+
+            def influx(lg: DurableLog, hook: DeliveredHook | None, cfg: InfluxSinkConfig = cfg,
+                       secret: str | None = secret) -> Sink:
+                return InfluxSink(cfg, site.id, lg, secret=secret, on_delivered=hook)
+
+            factories.append(influx)
     if problems:
         raise ConfigError(problems)
-    return sinks
+    return factories
 
 
 class Gateway:
@@ -163,10 +177,7 @@ class Gateway:
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set. Raises ConfigError (exit 2) or FatalError (exit 1)."""
         site = self.site
-        if self.with_sinks:
-            problems = check_sinks(site)
-            if problems:
-                raise ConfigError(problems)
+        factories = prepare_sinks(site) if self.with_sinks else []
         sink_cfgs = site.config.sinks if self.with_sinks else []
         lg = DurableLog(self.log_path, site.config.store)
         try:
@@ -181,7 +192,7 @@ class Gateway:
         stop_metrics: Callable[[], None] | None = None
         tasks: list[asyncio.Task[Any]] = []
         try:
-            self.sinks = build_sinks(site, lg, self._on_delivered) if self.with_sinks else []
+            self.sinks = [make(lg, self._on_delivered) for make in factories]
             def emit(reading: DeviceReading) -> None:
                 lg.append(reading)
 

@@ -142,7 +142,7 @@ class PrometheusCollector:
         try:
             snap = asyncio.run_coroutine_threadsafe(self.monitor.snapshot(), self.loop).result(timeout=5)
         except Exception as exc:
-            log.warning("metrics: no snapshot: %s", exc)
+            log.warning("metrics: no snapshot: %s", str(exc) or type(exc).__name__)
             return
         site = snap["site"]
 

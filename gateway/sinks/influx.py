@@ -109,11 +109,13 @@ class InfluxSink:
             if items:
                 await self._deliver(items)
             after = records[-1].id
-            values = sum(len(r.reading.values) for r in records)
-            self.log.ack(self.consumer, after, len(records), values)
-            self.status.delivered(records)
+            # readings the disk cap dropped while we were retrying were counted as dropped, not delivered
+            delivered = [r for r in records if r.id > self.consumer.acked]
+            values = sum(len(r.reading.values) for r in delivered)
+            self.log.ack(self.consumer, after, len(delivered), values)
+            self.status.delivered(delivered)
             if self._on_delivered is not None:
-                self._on_delivered(records)
+                self._on_delivered(delivered)
 
     async def _deliver(self, items: list[Item]) -> None:
         """Write `items`; on bad data, split until every bad point stands alone and is rejected."""
@@ -132,9 +134,14 @@ class InfluxSink:
         await self._deliver(items[mid:])
 
     async def _write(self, items: list[Item]) -> tuple[Verdict, str]:
-        """One write, retried until the server gives a verdict on the data itself."""
-        body = "\n".join(line for _, line in items)
+        """One write, retried until the server gives a verdict on the data itself. Readings the disk cap drops
+        meanwhile (the cursor moved past them) are left out of the next attempt: they count as dropped."""
         while True:
+            if items[0][0].id <= self.consumer.acked:
+                items = [it for it in items if it[0].id > self.consumer.acked]
+                if not items:
+                    return Verdict.OK, ""
+            body = "\n".join(line for _, line in items)
             try:
                 status, message = await self._writer.write(body)
             except TransportError as exc:

@@ -442,7 +442,7 @@ class DurableLog:
                         c.acked = through
                         moved.append(c)
                         log.warning(
-                            "log: disk cap %.0f MB reached: dropped %d readings not yet delivered to %s "
+                            "log: disk cap %g MB reached: dropped %d readings not yet delivered to %s "
                             "(ids %d..%d; %d dropped in total)",
                             self.config.max_disk_mb, lost, c.name, through - lost + 1, through, c.dropped,
                         )

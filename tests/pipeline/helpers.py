@@ -103,3 +103,70 @@ def gateway_cmd(site_file: Path, *extra: str) -> list[str]:
 
 def sim_cmd(site_file: Path, truth: Path, *extra: str) -> list[str]:
     return [script("plume-sim"), str(site_file), "--truth", str(truth), "--quiet", *extra]
+
+
+# --- end to end: the simulator's truth against what arrived -------------------------------------------------
+
+def sim_control(port: int, device: str, fault: str | None) -> None:
+    """Set (or clear) a fault through plume-sim's control port."""
+    import json
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(json.dumps({"device": device, "fault": fault}).encode() + b"\n")
+        answer = json.loads(s.makefile("rb").readline())
+    assert answer.get("ok"), answer
+
+
+def read_truth(path: Path) -> dict[str, dict[str, list[tuple[int, object]]]]:
+    """device -> channel -> [(ts, value)] in serve order (write records left out)."""
+    import json
+
+    out: dict[str, dict[str, list[tuple[int, object]]]] = {}
+    for line in path.read_text().splitlines():
+        rec = json.loads(line)
+        if "channel" in rec:
+            out.setdefault(rec["device"], {}).setdefault(rec["channel"], []).append((rec["ts"], rec["value"]))
+    return out
+
+
+def match_truth(truth: dict[str, dict[str, list[tuple[int, object]]]],
+                points: dict[str, list[dict[str, object]]], max_lag_ms: int = 1500
+                ) -> tuple[list[tuple[str, str, int, object]], list[tuple[str, str, int, object]]]:
+    """Pair every stored value with the value the simulator served for it (same device and channel, served at
+    most max_lag_ms after the poll started, equal value), in order. Returns (served but not stored,
+    stored but never served)."""
+    missing: list[tuple[str, str, int, object]] = []
+    extra: list[tuple[str, str, int, object]] = []
+    for device, channels in truth.items():
+        rows = points.get(device, [])
+        for channel, served in channels.items():
+            stored = [(int(r["time"]), r[channel]) for r in rows if r.get(channel) is not None]  # type: ignore[arg-type]
+            j = 0
+            for t, v in stored:
+                while j < len(served) and served[j][0] < t:
+                    missing.append((device, channel, *served[j]))
+                    j += 1
+                if j < len(served) and served[j][0] - t <= max_lag_ms and served[j][1] == v:
+                    j += 1
+                else:
+                    extra.append((device, channel, t, v))
+            missing.extend((device, channel, *s) for s in served[j:])
+    for device in points:
+        if device not in truth:
+            extra.append((device, "*", 0, None))
+    return missing, extra
+
+
+def log_records(path: Path) -> list[tuple[int, int, DeviceReading]]:
+    """Everything a durable log file holds: (id, seq, reading), read without changing it."""
+    from gateway.store.codec import decode
+    from gateway.store.db import LogDb
+
+    db = LogDb(path)
+    state = db.open()
+    try:
+        return [(rid, seq, decode(state.schemas[sid], ts, flags, vals, extra))
+                for rid, ts, seq, sid, flags, vals, extra in db.read(0, 1 << 62)]
+    finally:
+        db.close()

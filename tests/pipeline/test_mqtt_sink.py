@@ -77,7 +77,8 @@ async def test_messages_follow_contract_v1(tmp_path: Path, mosquitto: Mosquitto,
 
     msgs = collector.snapshot()
     topics = [t for t, _, _ in msgs if t.endswith("/data")]
-    assert topics == ["plume/test-site/dust-0/data", "plume/test-site/dust-1/data"] * 2 + ["plume/test-site/dust-1/data"]
+    d0, d1 = "plume/test-site/dust-0/data", "plume/test-site/dust-1/data"
+    assert topics == [d0, d1, d0, d1, d1]
     data = collector.data()
     assert data[0] == {
         "v": 1, "site": "test-site", "device": "dust-0", "kind": "dust", "seq": 1, "ts": T0, "ok": True,
