@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from gateway.config import ConfigError, RtuBus, RtuOverTcpBus, Site, TcpBus, load_site, site_schema
+from gateway.hj212.cli import hj212_app
 
 app = typer.Typer(
     name="plume", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -22,6 +23,7 @@ config_app = typer.Typer(no_args_is_help=True, help="Check a site file, or print
 profiles_app = typer.Typer(no_args_is_help=True, help="The built-in device profiles.")
 app.add_typer(config_app, name="config")
 app.add_typer(profiles_app, name="profiles")
+app.add_typer(hj212_app, name="hj212", help="Decode and encode HJ 212 packets (debugging tools for integrators).")
 
 # Piped output (CI logs, `| less`) gets wide lines instead of rich's 80-column default.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
