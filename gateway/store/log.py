@@ -248,7 +248,7 @@ class DurableLog:
                 self.committed_records += len(records)
                 tail = self._tail
                 tail.extend(records)
-                if len(tail) > 2 * self._tail_size:
+                if len(tail) > self._tail_size + 512:
                     del tail[: len(tail) - self._tail_size]
                 self._committed.set()
                 self._committed = asyncio.Event()
