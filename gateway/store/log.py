@@ -77,7 +77,7 @@ class LogStats:
 class DurableLog:
     """SQLite (WAL) store-and-forward log with per-consumer cursors."""
 
-    def __init__(self, path: Path, config: StoreConfig | None = None, *, tail_size: int = 4096, max_batch: int = 5000):
+    def __init__(self, path: Path, config: StoreConfig | None = None, *, tail_size: int = 2048, max_batch: int = 5000):
         self.path = path
         self.config = config or StoreConfig()
         self._db = LogDb(path, self.config.durability)

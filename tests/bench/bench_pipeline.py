@@ -30,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import deque
+from array import array
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -81,6 +81,13 @@ class Synthetic:
         return {}
 
 
+class AllLatencies(array):  # type: ignore[type-arg]
+    """Every latency of a run, 8 bytes each (a deque of floats would cost the gateway ~32 bytes each)."""
+
+    def __new__(cls) -> AllLatencies:
+        return super().__new__(cls, "d")
+
+
 class Idle:
     def __init__(self, site: Site, emit: Callable[[DeviceReading], None]):
         pass
@@ -110,7 +117,7 @@ async def child(site_file: str, mode: str, rate: float, duration: float) -> dict
     await gw.started.wait()
     if mode != "drain":  # keep every latency of this run, not only the last 4096 (a backlog has no live latency)
         for s in gw.sinks:
-            s.status.latencies_ms = deque()
+            s.status.latencies_ms = AllLatencies()  # type: ignore[assignment]
     assert gw.log is not None
     lg = gw.log
     t0 = time.monotonic()
@@ -349,6 +356,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--quick", action="store_true", help="short runs (a smoke test of the benchmark itself)")
     p.add_argument("--child", nargs=4, metavar=("SITE", "MODE", "RATE", "DURATION"), help=argparse.SUPPRESS)
+    p.add_argument("--rates", type=int, nargs="+", help="offered values/s of the sustained runs")
     p.add_argument("--only", choices=["sustained", "simulator", "backlog", "durability"], action="append")
     args = p.parse_args(argv)
     if args.child:
@@ -365,7 +373,7 @@ def main(argv: list[str] | None = None) -> None:
         if "durability" in only:
             bench_durability(Path(tmp), 50 if args.quick else 400)
         if "sustained" in only:
-            rates = [5_000] if args.quick else [20_000, 30_000, 40_000, 50_000]
+            rates = args.rates or ([5_000] if args.quick else [20_000, 30_000, 40_000, 50_000])
             bench_sustained(Path(tmp), rates, 3 if args.quick else 20)
         if "simulator" in only:
             bench_simulator(Path(tmp), 3 if args.quick else 15)
