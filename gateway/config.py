@@ -15,6 +15,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from gateway.processing.cems import StackConfig
+from gateway.processing.quality import MaintenanceConfig, StuckRule
+from gateway.processing.windows import WindowsConfig
 from gateway.profile import Profile, RegisterSpec, StatusSpec, find_profile_file, load_profile
 from gateway.sinks.config import SinkConfig
 from gateway.store.config import StoreConfig
@@ -124,6 +127,10 @@ class SiteConfig(Strict):
     devices: list[DeviceConfig] = Field(default_factory=list)
     store: StoreConfig = Field(default_factory=StoreConfig)
     sinks: list[SinkConfig] = Field(default_factory=list)
+    maintenance: MaintenanceConfig = Field(default_factory=MaintenanceConfig)
+    stuck: list[StuckRule] = Field(default_factory=list, description="When a repeating value is a frozen sensor.")
+    stacks: list[StackConfig] = Field(default_factory=list, description="CEMS derived channels per flue.")
+    windows: WindowsConfig = Field(default_factory=WindowsConfig)
 
 
 @dataclass(slots=True)
