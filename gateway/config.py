@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from gateway.hj212.config import UplinkConfig
 from gateway.processing.cems import StackConfig
 from gateway.processing.quality import MaintenanceConfig, StuckRule
 from gateway.processing.windows import WindowsConfig
@@ -131,6 +132,7 @@ class SiteConfig(Strict):
     stuck: list[StuckRule] = Field(default_factory=list, description="When a repeating value is a frozen sensor.")
     stacks: list[StackConfig] = Field(default_factory=list, description="CEMS derived channels per flue.")
     windows: WindowsConfig = Field(default_factory=WindowsConfig)
+    uplinks: list[UplinkConfig] = Field(default_factory=list)
 
 
 @dataclass(slots=True)

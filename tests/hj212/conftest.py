@@ -1,0 +1,24 @@
+"""Fixtures of the HJ 212 tests: site files with uplinks written to tmp_path."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from gateway.config import Site, load_site
+
+
+@pytest.fixture
+def make_site(tmp_path: Path) -> Callable[..., Site]:
+    """Write a site file from YAML text (`{tmp}` replaced by the test's folder) and load it."""
+    counter = iter(range(1000))
+
+    def make(text: str) -> Site:
+        path = tmp_path / f"site-{next(counter)}.yaml"
+        path.write_text(textwrap.dedent(text).replace("{tmp}", str(tmp_path)), encoding="utf-8")
+        return load_site(path)
+
+    return make
