@@ -133,6 +133,8 @@ class Gateway:
     - `source`: what produces readings (default: the acquisition polling the site's devices).
     - `on_commit(callback)`: `callback(records)` runs on the loop after every commit, with the LogRecords
       (id, per-device seq, DeviceReading) just made durable.
+    - `extra_sinks`: more log consumers built in code (e.g. an HJ 212 uplink): cursor name -> factory(log); each
+      gets its own cursor, health entry and supervision like the configured sinks.
     """
 
     def __init__(
@@ -147,8 +149,10 @@ class Gateway:
         grace_s: float = 3.0,
         health_interval_s: float | None = None,
         on_delivered: DeliveredHook | None = None,
+        extra_sinks: Mapping[str, Callable[[DurableLog], Sink]] | None = None,
     ):
         self.site = site
+        self.extra_sinks = dict(extra_sinks or {})
         self.log_path = log_path or site.config.store.log_path(site.path)
         self.with_sinks = with_sinks
         self._source_factory = source or default_source
@@ -180,8 +184,12 @@ class Gateway:
         factories = prepare_sinks(site) if self.with_sinks else []
         sink_cfgs = site.config.sinks if self.with_sinks else []
         lg = DurableLog(self.log_path, site.config.store)
+        names = [c.name for c in sink_cfgs]
+        clash = sorted(set(names) & set(self.extra_sinks))
+        if clash:
+            raise ConfigError([f"sinks: name {n!r} is also used by a built-in consumer" for n in clash])
         try:
-            await lg.open([c.name for c in sink_cfgs])
+            await lg.open([*names, *self.extra_sinks])
         except LogLockedError as exc:
             raise FatalError(f"{exc}: stop the other gateway, or give this site its own store.dir") from None
         except OSError as exc:
@@ -193,6 +201,7 @@ class Gateway:
         tasks: list[asyncio.Task[Any]] = []
         try:
             self.sinks = [make(lg, self._on_delivered) for make in factories]
+            self.sinks += [make_extra(lg) for make_extra in self.extra_sinks.values()]
             def emit(reading: DeviceReading) -> None:
                 lg.append(reading)
 

@@ -1,8 +1,9 @@
 """Retry pacing and outage logging shared by the sinks.
 
 Backoff: exponential with full jitter, so a fleet of gateways behind one 4G cell does not reconnect in lockstep.
-Outage: the first failure of an outage is logged at ERROR, repeats of the same failure at DEBUG (with a WARNING
-reminder every few minutes), the recovery at INFO — a dead broker must not flood a small SD card with log lines.
+Outage: the first failure of an outage is logged at ERROR, a changed reason at WARNING, repeats of the same
+failure at DEBUG (with a WARNING reminder every few minutes), the recovery at INFO — a dead broker must not
+flood a small SD card with log lines.
 """
 
 from __future__ import annotations
@@ -47,10 +48,14 @@ class Outage:
     def fail(self, message: str) -> None:
         now = time.monotonic()
         self.failures += 1
+        first = self.since is None
         if self.since is None:
             self.since = now
-        if message != self._last_msg:
+        if first:
             self.logger.error("%s: %s", self.what, message)
+            self._last_loud = now
+        elif message != self._last_msg:
+            self.logger.warning("%s: now %s", self.what, message)
             self._last_loud = now
         elif now - self._last_loud >= self.REMIND_S:
             self.logger.warning("%s: still failing after %.0f s: %s", self.what, now - self.since, message)

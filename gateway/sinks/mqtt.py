@@ -65,6 +65,10 @@ def describe(exc: BaseException) -> str:
             text += " (check username and password)"
         return text
     text = str(exc) or type(exc).__name__
+    if "Disconnected during message iteration" in text or text == "connection lost":
+        return "connection lost"
+    if "Connection refused" in text:
+        return "connection refused (is the broker running, is the port right?)"
     if "CERTIFICATE_VERIFY_FAILED" in text or "WRONG_VERSION_NUMBER" in text or "SSL" in text:
         text = f"TLS handshake failed: {text} (check tls.ca_file, the port and the broker's certificate)"
     return text
