@@ -2,9 +2,10 @@
 
 One packet per window start, DataTime = the start (HJ 212: start of the period), combining every mapped code:
 `code-Min,code-Avg,code-Max[,code-Cou][,code-ZsMin,code-ZsAvg,code-ZsMax],code-Flag`. A start's packet is built
-when every device feeding a code has delivered its aggregate of that window, or when any of them has moved two
-windows further (a silent device's codes are then left out). The aggregates come through an `AggregateFeed`
-(see sources.py) that the processing stage provides.
+when every device feeding a code has delivered its aggregate of that window, or as soon as any aggregate ending
+later comes through (the processing stage closes the windows of all devices in end order, so nothing more can
+come for that start; a silent device's codes are then left out). The aggregates come through an
+`AggregateFeed` (see sources.py) that the processing stage provides.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ WINDOW_CN = {"2051": "minute", "2061": "1h", "2031": "1d"}
 @dataclass(slots=True)
 class _Pending:
     start: int
-    length: int
+    end: int
     first_id: int
     by_device: dict[str, Aggregate] = field(default_factory=dict)
 
@@ -64,6 +65,27 @@ def _stats(route: Route, prefix: str, a: ChannelAggregate, cou: bool = True) -> 
     return out
 
 
+class AggregateSources:
+    """The record source for every aggregate kind of one uplink: asks the feed once per record and hands the
+    aggregates to each kind (a feed need not be idempotent)."""
+
+    cn = "aggregates"
+
+    def __init__(self, feed: AggregateFeed, kinds: Sequence[AggregateSource]):
+        self.feed_ = feed
+        self.kinds = list(kinds)
+
+    def feed(self, rec: LogRecord) -> list[Outgoing]:
+        aggs = self.feed_.aggregates(rec)
+        out: list[Outgoing] = []
+        for k in self.kinds:
+            out += k.take(aggs, rec.id)
+        return out
+
+    def low_water(self) -> int | None:
+        return min((w for w in (k.low_water() for k in self.kinds) if w is not None), default=None)
+
+
 class AggregateSource:
     """Builds one of 2051/2061/2031 from the aggregates of `window` ("10m", "1h", "1d")."""
 
@@ -79,24 +101,24 @@ class AggregateSource:
         self.closed_through = already_sent if already_sent is not None else -1
         self.not_before = not_before
         self._pending: dict[int, _Pending] = {}
+        self._latest_end = -1
 
-    def feed(self, rec: LogRecord) -> list[Outgoing]:
-        latest = -1
-        for a in self.feed_.aggregates(rec):
+    def take(self, aggs: Sequence[Aggregate], rec_id: int) -> list[Outgoing]:
+        """The aggregates one log record brought; returns the packets they completed, oldest first."""
+        for a in aggs:
+            self._latest_end = max(self._latest_end, a.end)
             if a.window != self.window or a.device not in self.devices:
                 continue
-            latest = max(latest, a.start)
             if a.start <= self.closed_through or (self.not_before is not None and a.start < self.not_before):
                 continue
             p = self._pending.get(a.start)
             if p is None:
-                p = self._pending[a.start] = _Pending(a.start, a.end - a.start, rec.id)
+                p = self._pending[a.start] = _Pending(a.start, a.end, rec_id)
             p.by_device[a.device] = a
         out: list[Outgoing] = []
         for start in sorted(self._pending):
             p = self._pending[start]
-            complete = set(p.by_device) >= self.devices
-            if not complete and latest < start + 2 * p.length:
+            if not set(p.by_device) >= self.devices and self._latest_end <= p.end:
                 break  # keep DataTime order: nothing newer goes before this one
             del self._pending[start]
             self.closed_through = start

@@ -89,7 +89,8 @@ class CommandHandler:
         self.refused = 0
 
     def _answer(self, req: Packet, cn: str, cp: Cp, st: str = "91") -> Packet:
-        return Packet(req.qn, st, cn, req.pw, self.ctl.mn, make_flag(version_bits=self.ctl.version_bits), cp)
+        """An answer carries the request's QN and the logger's own MN and PW (not a wrong one it was sent)."""
+        return Packet(req.qn, st, cn, self.ctl.pw, self.ctl.mn, make_flag(version_bits=self.ctl.version_bits), cp)
 
     def qn_rtn(self, req: Packet, code: int) -> Packet:
         return self._answer(req, "9011", Cp.of({"QnRtn": code}))

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from gateway.hj212.aggregates import AggregateSource
+from gateway.hj212.aggregates import AggregateSource, AggregateSources
 from gateway.hj212.codec import VERSION_BITS, Cp, Packet, encode, make_flag, split
 from gateway.hj212.commands import CommandHandler, History
 from gateway.hj212.config import UplinkConfig
@@ -145,12 +145,17 @@ class UplinkSink:
                 flags=cfg.flags, already_sent=self.state.last_sent.get("2011"), not_before=not_before)
             sources.append(self.realtime)
         self.aggregate_sources: dict[str, AggregateSource] = {}
+        windows = self._aggregate_windows()
         if aggregates is not None:
-            for cn, window in self._aggregate_windows().items():
-                src = AggregateSource(cn, window, routes, aggregates, tz=tz, flags=cfg.flags,
-                                      already_sent=self.state.last_sent.get(cn), not_before=not_before)
-                self.aggregate_sources[cn] = src
-                sources.append(src)
+            for cn, window in windows.items():
+                self.aggregate_sources[cn] = AggregateSource(
+                    cn, window, routes, aggregates, tz=tz, flags=cfg.flags, already_sent=self.state.last_sent.get(cn),
+                    not_before=not_before)
+            if self.aggregate_sources:
+                sources.append(AggregateSources(aggregates, list(self.aggregate_sources.values())))
+        elif windows:
+            log.warning("hj212[%s]: %s data need the processing stage's aggregates, which are not wired to the "
+                        "uplink yet; only real-time data (2011) is sent", cfg.name, "/".join(windows))
         self.sources = sources
         self.commands = CommandHandler(self)
 

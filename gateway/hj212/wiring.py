@@ -56,3 +56,17 @@ def prepare_uplinks(site: Site, aggregates: AggregateFeed | None = None) -> list
 
         factories.append(make)
     return factories
+
+
+def uplink_sinks(site: Site, aggregates: AggregateFeed | None = None, on_delivered: DeliveredHook | None = None
+                 ) -> dict[str, Callable[[DurableLog], Sink]]:
+    """The site's uplinks as `Gateway(extra_sinks=...)` takes them: cursor name -> factory(log). Raises
+    ConfigError (one line per problem) when the uplinks do not fit the site."""
+    out: dict[str, Callable[[DurableLog], Sink]] = {}
+    for cfg, make in zip(site.config.uplinks, prepare_uplinks(site, aggregates), strict=True):
+
+        def one(lg: DurableLog, make: UplinkFactory = make) -> Sink:
+            return make(lg, on_delivered)
+
+        out[cfg.name] = one
+    return out

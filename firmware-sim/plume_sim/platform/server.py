@@ -295,11 +295,11 @@ class PlatformSim:
             rec.error, rec.reason = "; ".join(issues), "content"
             self._add(rec)
             return True
-        conn.mn, conn.pw, conn.version_bits = p.mn, p.pw, p.version_bits
-        if p.cn not in REPLY_CNS and p.st != "91":
-            conn.st = p.st
+        conn.mn, conn.version_bits = p.mn, p.version_bits
+        if p.cn not in REPLY_CNS:  # answers echo what we sent; uploads say what the logger's PW and ST are
+            conn.pw, conn.st = p.pw, p.st
         pending = conn.exchanges.get(p.qn)
-        if pending is not None:
+        if pending is not None and (p.cn in REPLY_CNS or p.cn == pending[0].cn):  # QNs of both sides may collide
             self._exchange(pending[0], pending[1], p)
         keep = True
         if p.answer_wanted and p.cn not in REPLY_CNS:
