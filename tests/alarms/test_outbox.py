@@ -85,6 +85,7 @@ def test_events_keep_their_order_behind_a_retried_head():
     now = T + 5 * S
     for _ in range(3):
         for d in box.due(now):
+            assert d.event is not None
             order.append(d.event.type)
             box.result(d, rx(d.event), now)
     assert order == [EventType.RAISED, EventType.CLEARED]
