@@ -15,6 +15,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from gateway.alarms.actuation import ActuatorConfig
+from gateway.alarms.rules import Rule, RulePackRef
+from gateway.alarms.webhooks import NotifyConfig
 from gateway.hj212.config import UplinkConfig
 from gateway.processing.cems import StackConfig
 from gateway.processing.quality import MaintenanceConfig, StuckRule
@@ -132,6 +135,10 @@ class SiteConfig(Strict):
     stuck: list[StuckRule] = Field(default_factory=list, description="When a repeating value is a frozen sensor.")
     stacks: list[StackConfig] = Field(default_factory=list, description="CEMS derived channels per flue.")
     windows: WindowsConfig = Field(default_factory=WindowsConfig)
+    rules: list[Rule] = Field(default_factory=list, description="Alarm rules of this site.")
+    rule_packs: list[RulePackRef] = Field(default_factory=list, description="Shipped or own rule packs used here.")
+    notify: NotifyConfig = Field(default_factory=NotifyConfig)
+    actuators: list[ActuatorConfig] = Field(default_factory=list, description="Outputs alarms may switch.")
     uplinks: list[UplinkConfig] = Field(default_factory=list)
 
 
