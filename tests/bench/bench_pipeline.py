@@ -222,8 +222,9 @@ def bench_simulator(tmp: Path, duration: float, devices: int = 10, interval: flo
     gw: subprocess.Popen[str] | None = None
     try:
         assert sim.stdout is not None
-        while "ready:" not in sim.stdout.readline():
-            pass
+        while "ready:" not in (line := sim.stdout.readline()):
+            if not line and sim.poll() is not None:
+                raise RuntimeError(f"plume-sim exited with {sim.returncode}")
         gw = subprocess.Popen([sys.executable, "-m", "gateway.cli_run", str(site), "--metrics-port", str(metrics),
                                "--log-level", "warning"], start_new_session=True)
         import httpx
@@ -249,11 +250,14 @@ def bench_simulator(tmp: Path, duration: float, devices: int = 10, interval: flo
         rss = rss_of(gw.pid)
         sim_cpu = cpu_of(sim.pid)
     finally:
-        if gw is not None:
-            gw.send_signal(signal.SIGTERM)
-            gw.wait(30)
-        sim.send_signal(signal.SIGTERM)
-        sim.wait(30)
+        for p in (gw, sim):
+            if p is not None and p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(30)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
         broker.stop()
         db.stop()
     values = m1["plume_sink_delivered_values_total:influx"] - m0["plume_sink_delivered_values_total:influx"]
