@@ -23,7 +23,7 @@ from gateway.processing.cems import StackConfig
 from gateway.processing.quality import MaintenanceConfig, StuckRule
 from gateway.processing.windows import WindowsConfig
 from gateway.profile import Profile, RegisterSpec, StatusSpec, find_profile_file, load_profile
-from gateway.sinks.config import SinkConfig
+from gateway.sinks.config import SINK_TYPES, SinkConfig
 from gateway.store.config import StoreConfig
 from gateway.yamlio import load_yaml
 
@@ -182,13 +182,16 @@ class ConfigError(Exception):
         self.problems = problems
 
 
+_TAGS: dict[str, tuple[str, ...]] = {"buses": BUS_TYPES, "sinks": SINK_TYPES}
+
+
 def format_loc(loc: tuple[int | str, ...]) -> str:
     out = ""
     prev: int | str | None = None
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif prev is not None and isinstance(prev, int) and out.startswith("buses") and part in BUS_TYPES:
+        elif isinstance(prev, int) and part in _TAGS.get(out.split("[", 1)[0], ()):
             pass  # pydantic puts the discriminator tag in the path; users never wrote it
         else:
             out += f".{part}" if out else part
