@@ -54,7 +54,8 @@ class _Server:
         finally:
             self._tasks.discard(task)
             writer.close()
-            with contextlib.suppress(Exception):
+            # asyncio's stream callback logs a traceback for a cancelled task: end quietly instead
+            with contextlib.suppress(Exception, asyncio.CancelledError):
                 await writer.wait_closed()
 
     async def connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
