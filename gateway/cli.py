@@ -252,13 +252,14 @@ def demo(
     file: Annotated[Path | None, typer.Argument(help="Site file (default: the example simulated site).")] = None,
     duration: Annotated[float | None, typer.Option(help="Stop after this many seconds (default: Ctrl-C).")] = None,
     seed: Annotated[int, typer.Option(help="Simulator seed.")] = 1,
+    log_dir: Annotated[Path, typer.Option(help="Folder of the demo's durable log.")] = Path("/tmp/plume-demo"),
 ) -> None:
     """Simulated devices on loopback and the real gateway polling them, live in the terminal."""
     from gateway.demo import run_demo
 
     path = file or _example_site()
     site = load_or_exit(path)
-    raise typer.Exit(run_demo(site, duration=duration, seed=seed, console=out))
+    raise typer.Exit(run_demo(site, duration=duration, seed=seed, console=out, log_dir=log_dir))
 
 
 def _example_site() -> Path:

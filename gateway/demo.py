@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import signal
 import time
+from pathlib import Path
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -19,6 +20,7 @@ from gateway.acquisition.poller import Acquisition
 from gateway.config import Site
 from gateway.display import readings_table
 from gateway.model import DeviceReading
+from gateway.store.codec import LogRecord
 
 
 def health_table(acq: Acquisition) -> Table:
@@ -30,54 +32,69 @@ def health_table(acq: Acquisition) -> Table:
     return table
 
 
-async def demo_main(site: Site, duration: float | None, seed: int, console: Console) -> int:
+async def demo_main(site: Site, duration: float | None, seed: int, console: Console, log_dir: Path) -> int:
     from plume_sim import Simulator
 
-    latest: dict[str, DeviceReading] = {}
-    count = 0
+    from gateway.app import Gateway
 
-    def emit(reading: DeviceReading) -> None:
-        nonlocal count
-        latest[reading.device] = reading
-        count += len(reading.values)
+    latest: dict[str, DeviceReading] = {}
+    committed = 0
+
+    def on_commit(records: list[LogRecord]) -> None:
+        nonlocal committed
+        for rec in records:
+            latest[rec.reading.device] = rec.reading
+            committed += len(rec.reading.values)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     started = time.monotonic()
-    async with Simulator(site, seed=seed) as _sim:
-        console.print(f"simulator up for site [bold]{site.id}[/]: {len(site.devices)} devices; gateway polling "
-                      "(Ctrl-C to stop)")
-        acq = Acquisition(site, emit)
-        task = asyncio.create_task(acq.run(), name="plume.acquisition")
+    log_dir.mkdir(parents=True, exist_ok=True)
+    gw = Gateway(site, log_path=log_dir / "log.sqlite", with_sinks=False, grace_s=1.0)
+    gw.on_commit(on_commit)
+    async with Simulator(site, seed=seed):
+        gw_stop = asyncio.Event()
+        task = asyncio.create_task(gw.run(gw_stop), name="plume.gateway")
+        await asyncio.wait([task, asyncio.create_task(gw.started.wait())], return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            task.result()  # the gateway could not start: raise its error
+        console.print(f"simulator up for site [bold]{site.id}[/]: {len(site.devices)} devices; gateway polling, "
+                      f"every reading committed to {log_dir / 'log.sqlite'} (Ctrl-C to stop)")
 
         def view() -> Group:
             order = [d.name for d in site.devices if d.name in latest]
-            return Group(readings_table([latest[n] for n in order], title="latest readings"), health_table(acq))
+            parts: list[Table] = [readings_table([latest[n] for n in order], title="latest readings (from the log)")]
+            if isinstance(gw.source, Acquisition):
+                parts.append(health_table(gw.source))
+            return Group(*parts)
 
         with Live(view(), console=console, refresh_per_second=2, transient=False) as live:
-            while not stop.is_set():
+            while not stop.is_set() and not task.done():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 0.5)
                 live.update(view())
                 if duration is not None and time.monotonic() - started >= duration:
                     break
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        if task.done() and not task.cancelled() and task.exception():
-            raise task.exception()  # type: ignore[misc]
+        gw_stop.set()
+        await task
     console.print()
-    console.print(f"{count} values read from {len(latest)} devices in {time.monotonic() - started:.0f} s")
+    console.print(f"{committed} values from {len(latest)} devices committed to the durable log in "
+                  f"{time.monotonic() - started:.0f} s")
     return 0
 
 
-def run_demo(site: Site, *, duration: float | None, seed: int, console: Console) -> int:
+def run_demo(site: Site, *, duration: float | None, seed: int, console: Console, log_dir: Path) -> int:
     from plume_sim import SimError
 
+    from gateway.app import FatalError
+
     try:
-        return asyncio.run(demo_main(site, duration, seed, console))
+        return asyncio.run(demo_main(site, duration, seed, console, log_dir))
+    except FatalError as exc:
+        console.print(f"[red]{exc}[/]")
+        return exc.code
     except SimError as exc:
         for line in exc.problems:
             console.print(f"[red]simulator: {line}[/]")
