@@ -331,6 +331,8 @@ def _parse_header(text: str) -> dict[str, str]:
 def _check_header(name: str, value: str) -> None:
     rx, what = _RULES[name]
     if not rx.fullmatch(value):
+        if name == "PW":  # a password is never repeated in a message that may reach a log line
+            raise FieldError(name, f"{len(value)} characters that are not {what}")
         raise FieldError(name, f"{_short(value)!r} is not {what}")
     if name == "QN" and not valid_clock(value):
         raise FieldError(name, f"{value} is not a real date and time")

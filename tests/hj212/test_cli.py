@@ -106,7 +106,7 @@ def test_encode_bad_input_names_the_key() -> None:
         json.dumps({"st": 39, "cn": 2011, "pw": "x"}): "missing key 'mn'",
         json.dumps({"st": 39, "cn": 2011, "pw": "x", "mn": "M", "colour": 1}): "unknown key 'colour'",
         json.dumps({"st": 39, "cn": 2011, "pw": "x", "mn": "M", "cp": {"a-Rtd": None}}): "cp.a-Rtd",
-        json.dumps({"st": 39, "cn": 2011, "pw": "x;y", "mn": "M"}): "PW: 'x;y' is not",
+        json.dumps({"st": 39, "cn": 2011, "pw": "x;y", "mn": "M"}): "PW: 3 characters that are not",
         json.dumps({"st": 39, "cn": 2011, "pw": "x", "mn": "M", "version": 2099}): "version: 2099",
     }
     for src, words in cases.items():

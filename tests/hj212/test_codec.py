@@ -177,7 +177,7 @@ BAD: list[tuple[str, bytes, type[Hj212Error], str]] = [
     ("bad QN date", reframe(D.replace(b"20160801", b"20161301")), FieldError, "QN: 20161301085857223 is not"),
     ("short QN", reframe(D.replace(b"857223", b"857")), FieldError, "QN: '20160801085857' is not 17 digits"),
     ("CN letters", reframe(D.replace(b"CN=1062", b"CN=10x2")), FieldError, "CN: '10x2'"),
-    ("PW too long", reframe(D.replace(b"PW=100000", b"PW=1000000")), FieldError, "PW: "),
+    ("PW too long", reframe(D.replace(b"PW=100000", b"PW=1000000")), FieldError, "PW: 7 characters that are not"),
     ("MN bad char", reframe(D.replace(b"MN=0100", b"MN=01.0")), FieldError, "MN: "),
     ("Flag 256", reframe(D.replace(b"Flag=5", b"Flag=256")), FieldError, "Flag: 256"),
     ("Flag 05", reframe(D.replace(b"Flag=5", b"Flag=05")), FieldError, "Flag: '05'"),
