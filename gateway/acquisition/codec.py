@@ -64,7 +64,22 @@ def decode_raw(spec: RegisterSpec, words: Sequence[int]) -> int | float | str:
     if spec.type is DataType.string:
         return raw.split(b"\x00", 1)[0].decode("latin-1").strip()
     value: int | float = _STRUCT[spec.type].unpack(raw)[0]
+    if spec.type is DataType.f32 and isinstance(value, float) and math.isfinite(value):
+        return shortest_f32(value)
     return value
+
+
+_F32 = struct.Struct(">f")
+
+
+def shortest_f32(x: float) -> float:
+    """The shortest decimal that is the same float32 (22709.303, not 22709.302734375): what the instrument meant."""
+    exact = _F32.pack(x)
+    for digits in range(6, 9):
+        y = float(f"{x:.{digits}g}")
+        if _F32.pack(y) == exact:
+            return y
+    return x
 
 
 def _decimals(x: float) -> int:

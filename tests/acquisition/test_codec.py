@@ -132,7 +132,16 @@ def test_integers_round_trip_through_the_wire_in_any_order(type_, order, data):
 @given(st.sampled_from(list(Order)), st.floats(allow_nan=False, allow_infinity=False, width=32))
 def test_float32_round_trips_in_any_order(order, value):
     s = spec(type="f32", order=order.value)
-    assert decode(s, encode(s, value)).value == value
+    got = decode(s, encode(s, value)).value
+    assert isinstance(got, float)
+    assert struct.unpack(">f", struct.pack(">f", got))[0] == value  # the same float32 ...
+    assert len(repr(got)) <= len(repr(value))  # ... written as briefly as it can be
+
+
+def test_float32_is_reported_as_its_shortest_decimal():
+    s = spec(type="f32")
+    assert decode(s, encode(s, 22709.302734375)).value == 22709.303
+    assert decode(s, encode(s, 0.1)).value == 0.1
 
 
 @given(st.sampled_from(list(Order)), st.floats(allow_nan=False, allow_infinity=False))
