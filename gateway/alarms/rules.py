@@ -24,7 +24,17 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+    field_validator,
+    model_validator,
+)
 
 from gateway.model import Flag
 from gateway.processing.localtime import in_daily, minute_of_day, parse_daily, parse_period
@@ -157,9 +167,25 @@ class DiskUsageRule(RuleBase):
         return self
 
 
-Rule = Annotated[ThresholdRule | OfflineRule | QualityRule | LogDropsRule | DiskUsageRule,
-                 Field(discriminator="type")]
 RULE_TYPES = ("threshold", "offline", "quality", "log_drops", "disk_usage")
+
+
+def _untagged_errors(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    """Error paths without pydantic's union tag: `rules[0].clear`, not `rules[0].threshold.clear`."""
+    try:
+        return handler(value)
+    except ValidationError as exc:
+        errors: list[Any] = []
+        for e in exc.errors():
+            loc = tuple(e["loc"])
+            if loc and loc[0] in RULE_TYPES:
+                loc = loc[1:]
+            errors.append({**e, "loc": loc})
+        raise ValidationError.from_exception_data(exc.title, errors) from None
+
+
+Rule = Annotated[ThresholdRule | OfflineRule | QualityRule | LogDropsRule | DiskUsageRule,
+                 Field(discriminator="type"), WrapValidator(_untagged_errors)]
 _RULE = TypeAdapter(Rule)
 
 
