@@ -80,7 +80,10 @@ async def _run(site: object, metrics_port: int | None, metrics_host: str) -> int
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
-    gateway = Gateway(site, metrics_port=metrics_port, metrics_host=metrics_host)
+    from gateway.hj212.wiring import uplink_sinks
+
+    # HJ 212 uplinks are log consumers like the sinks, each with its own cursor
+    gateway = Gateway(site, metrics_port=metrics_port, metrics_host=metrics_host, extra_sinks=uplink_sinks(site))
     try:
         await gateway.run(stop)
     except FatalError as exc:

@@ -229,25 +229,10 @@ def expand_env(data: Any, path: str = "", problems: list[str] | None = None) -> 
                 return ""
             return val
 
-        whole = _ENV.fullmatch(data)
-        out = _ENV.sub(sub, data)
-        if whole:  # a whole-value reference may carry a number or a boolean
-            try:
-                parsed = load_yaml_scalar(out)
-            except ValueError:
-                return out
-            return parsed
-        return out
+        # Always text: pydantic turns "1883" into a port number where a number is wanted, and a password or an
+        # MN such as 012345 stays exactly as written.
+        return _ENV.sub(sub, data)
     return data
-
-
-def load_yaml_scalar(text: str) -> Any:
-    from gateway.yamlio import load_yaml_text
-
-    value = load_yaml_text(text)
-    if isinstance(value, (dict, list)):
-        raise ValueError("not a scalar")
-    return value
 
 
 def parse_site(data: Any, path: Path) -> Site:
@@ -264,7 +249,30 @@ def parse_site(data: Any, path: Path) -> Site:
     devices = _resolve(cfg, path.parent, problems)
     if problems:
         raise ConfigError(problems)
-    return Site(cfg, path, devices)
+    site = Site(cfg, path, devices)
+    problems = section_problems(site)
+    if problems:
+        raise ConfigError(problems)
+    return site
+
+
+def section_problems(site: Site) -> list[str]:
+    """Checks of the later sections that span the file (stacks, rules, uplinks name real devices and channels),
+    so that `plume config check` catches what `plume run` would otherwise trip over."""
+    from gateway.alarms.sitecheck import check_alarms
+    from gateway.hj212.wiring import check_uplinks
+    from gateway.processing.sitecheck import check_processing
+
+    problems: list[str] = []
+    seen: dict[str, int] = {}
+    for i, sink in enumerate(site.config.sinks):
+        if sink.name in seen:
+            problems.append(f"sinks[{i}].name: duplicate sink name {sink.name!r} (also sinks[{seen[sink.name]}])")
+        seen.setdefault(sink.name, i)
+    problems += check_processing(site)
+    problems += check_alarms(site)[1]
+    problems += check_uplinks(site)[0]
+    return problems
 
 
 def load_site(path: Path | str) -> Site:

@@ -52,7 +52,7 @@ class WindowsConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    periods: list[str] = Field(default_factory=lambda: ["1m", "5m", "15m", "1h", "1d"],
+    periods: list[str] = Field(default_factory=lambda: ["1m", "5m", "10m", "15m", "1h", "1d"],
                                description="Windows to compute; 1m, 1h and 1d are always needed.")
     devices: list[str] = Field(default_factory=lambda: ["*"], description="Device name patterns.")
     exclude: list[str] = Field(default_factory=list, description="Channel patterns not aggregated (run_hours...).")

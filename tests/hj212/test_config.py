@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from gateway.cli import app
 from gateway.config import ConfigError, Site
 from gateway.hj212.config import weak_password
-from gateway.hj212.wiring import check_uplinks, prepare_uplinks
+from gateway.hj212.wiring import check_uplinks
 
 SITE = """\
 site: {{id: s1, timezone: Asia/Shanghai}}
@@ -87,9 +87,9 @@ def test_site_level_checks_name_device_channel_and_unit_problems(make_site: Call
     codes = ("[{code: a34002, channel: pm10}, {code: a34001, device: dust-9, channel: tsp},"
              " {code: a21026, device: stack-1, channel: so3}, {code: a34004, device: dust-1, channel: pm25,"
              " unit: kPa}, {code: a19001, channel: o2}, {code: a21002, device: stack-1, channel: nox_std}]")
-    site = make_site(site_text(codes=codes, zs="{a21002: nox_zs}"))
-    problems, routes = check_uplinks(site)
-    assert problems == [
+    with pytest.raises(ConfigError) as exc:  # what `plume config check` reports
+        make_site(site_text(codes=codes, zs="{a21002: nox_zs}"))
+    assert exc.value.problems == [
         "uplinks[0].codes[0].device: channel pm10 is on dust-1, dust-2; say which",
         "uplinks[0].codes[1].device: no enabled device named 'dust-9'",
         "uplinks[0].codes[2].channel: device stack-1 has no channel 'so3' (channels: so2, nox, no, no2, o2, "
@@ -97,16 +97,19 @@ def test_site_level_checks_name_device_channel_and_unit_problems(make_site: Call
         "uplinks[0].codes[3].unit: cannot convert pm25 from ug/m3 to kPa",
     ]
     # a unique channel needs no device; a channel the processing stage derives (nox_std, nox_zs) is accepted
+    good = "[{code: a19001, channel: o2}, {code: a21002, device: stack-1, channel: nox_std}]"
+    problems, routes = check_uplinks(make_site(site_text(codes=good, zs="{a21002: nox_zs}")))
+    assert problems == []
     assert [(r.code, r.device, r.channel, r.zs_channel) for r in routes["city"]] == [
         ("a19001", "stack-1", "o2", None), ("a21002", "stack-1", "nox_std", "nox_zs")]
-    with pytest.raises(ConfigError):
-        prepare_uplinks(site)
 
 
 def test_uplink_may_not_reuse_a_sink_name(make_site: Callable[..., Site]) -> None:
-    problems, _ = check_uplinks(make_site(site_text(name="broker")))
-    assert problems == ["uplinks[0].name: 'broker' is already the name of sinks[0]; every sink and uplink needs "
-                        "its own name (it names its cursor in the log)"]
+    with pytest.raises(ConfigError) as exc:
+        make_site(site_text(name="broker"))
+    assert exc.value.problems == [
+        "uplinks[0].name: 'broker' is already the name of sinks[0]; every sink and uplink needs "
+        "its own name (it names its cursor in the log)"]
 
 
 def test_model_level_problems(make_site: Callable[..., Site]) -> None:
