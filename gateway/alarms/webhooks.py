@@ -155,8 +155,8 @@ def lines(ev: AlarmEvent, tz: ZoneInfo, language: str = "en", site_name: str = "
 def payload(cfg: WebhookConfig, ev: AlarmEvent, tz: ZoneInfo, site_name: str = "") -> dict[str, object]:
     """The JSON body for `cfg.template`."""
     if cfg.template == "generic":
-        head, _ = lines(ev, tz, cfg.language, site_name)
-        return {"v": 1, "idempotency_key": ev.idempotency_key, "text": head + ": " + ev.message,
+        label = LABELS[cfg.language][ev.type.value]
+        return {"v": 1, "idempotency_key": ev.idempotency_key, "text": f"[{label}] {ev.message}",
                 "event": ev.to_json()}
     head, detail = lines(ev, tz, cfg.language, site_name)
     if cfg.template == "wecom":

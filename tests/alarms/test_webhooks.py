@@ -36,7 +36,7 @@ def body(cfg, ev=EV, **kw):
 
 def test_generic_payload_carries_the_event_and_its_idempotency_key():
     req, b = body(hook())
-    assert b["v"] == 1 and b["idempotency_key"] == EV.idempotency_key
+    assert b["v"] == 1 and b["idempotency_key"] == EV.idempotency_key and b["text"] == "[ALARM] msg"
     assert b["event"]["alarm_id"] == f"dust-shanghai.particulate-15m/dust-1/tsp/{T}"
     assert (b["event"]["value"], b["event"]["limit"], b["event"]["window"], b["event"]["start"]) == (
         0.85, 0.8, "15m", T)
