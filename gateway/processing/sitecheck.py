@@ -1,6 +1,6 @@
 """Checks of the processing sections that span the site file (pydantic sees one field at a time): stacks name real
 devices, and the windows the HJ 212 uplinks send are computed. Problems are `path: message` lines, like
-`load_site`'s; call `check_processing(site)` from `plume config check` and before `plume run`."""
+`load_site`'s, which runs this at every load (gateway.config.section_problems)."""
 
 from __future__ import annotations
 
