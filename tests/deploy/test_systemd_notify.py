@@ -131,3 +131,40 @@ def test_a_child_process_notifies_through_the_environment(systemd: FakeSystemd) 
     env = {**os.environ, "NOTIFY_SOCKET": systemd.address}
     subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=30)
     assert systemd.receive() == ["READY=1"]
+
+
+APP = Path(__file__).resolve().parents[2] / "gateway/app.py"
+
+
+@pytest.mark.skipif("systemd_notify" not in APP.read_text(), reason="gateway/app.py does not notify systemd yet "
+                    "(the lines are in docs-deploy.md)")
+def test_plume_run_is_ready_pings_the_watchdog_and_says_stopping(systemd: FakeSystemd, tmp_path: Path) -> None:
+    """`plume run` under a Type=notify unit with WatchdogSec: READY=1, WATCHDOG=1 at half the period, STOPPING=1."""
+    import signal
+
+    site = tmp_path / "site.yaml"
+    site.write_text(
+        "site: {id: t1}\n"
+        "buses: [{name: lan, type: tcp, host: 127.0.0.1, port: 1}]\n"
+        "devices: [{name: d1, bus: lan, address: 1, profile: dust-monitor, poll_interval_s: 1, timeout_s: 0.2}]\n"
+        f"store: {{dir: {tmp_path}/log}}\n")
+    env = {**os.environ, "NOTIFY_SOCKET": systemd.address, "WATCHDOG_USEC": "300000"}
+    plume = Path(sys.executable).parent / "plume"
+    proc = subprocess.Popen([str(plume), "run", str(site)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        first = systemd.receive()
+        assert first[0] == "READY=1" and first[1].startswith("STATUS=")
+        assert systemd.receive() == ["WATCHDOG=1"]
+        t0 = time.monotonic()
+        assert systemd.receive() == ["WATCHDOG=1"]
+        assert 0.05 < time.monotonic() - t0 < 0.3, "every WATCHDOG_USEC/2"
+        proc.send_signal(signal.SIGTERM)
+        while (msg := systemd.receive()) == ["WATCHDOG=1"]:
+            pass
+        assert msg[0] == "STOPPING=1"
+        assert proc.wait(15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
