@@ -27,6 +27,7 @@ from gateway.sinks.base import DeliveredHook, Sink
 from gateway.sinks.config import InfluxSinkConfig, MqttSinkConfig, resolve_secret
 from gateway.store.codec import LogRecord
 from gateway.store.log import DurableLog, LogLockedError
+from gateway.systemd_notify import Notifier
 
 log = logging.getLogger("plume.app")
 
@@ -226,6 +227,12 @@ class Gateway:
                      sum(1 for d in site.devices if d.config.enabled), len(self.sinks),
                      ", ".join(f"{s.status.type}:{s.name}" for s in self.sinks) or "none", self.log_path)
             self.started.set()
+            # systemd (Type=notify, WatchdogSec): ready now; alive while the log commits
+            notifier = Notifier.from_env()
+            notifier.ready(f"{site.id}: {len(self.sinks)} sinks, log {self.log_path}")
+            if notifier.watchdog_interval_s is not None:
+                tasks.append(asyncio.create_task(notifier.watchdog_loop(lambda: not committer.done()),
+                                                 name="systemd.watchdog"))
             watched = {stopper, committer, acquisition}
             failure: BaseException | None = None
             what = "acquisition"
@@ -242,6 +249,7 @@ class Gateway:
                             watched.discard(acquisition)
             finally:
                 stopper.cancel()
+            notifier.stopping("stopping: committing and delivering what is committed")
             await self._shutdown(acquisition, committer, sink_tasks)
             if failure is not None:
                 raise FatalError(f"{what} failed: {failure}") from failure

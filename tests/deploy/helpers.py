@@ -21,6 +21,8 @@ CI_TOOLS = {
     "systemd-analyze": "systemd",
     "useradd": "passwd",
     "influxd": "influxdb",
+    "docker-compose": "docker-compose",
+    "shellcheck": "shellcheck",
 }
 
 

@@ -229,9 +229,7 @@ def test_add_gateway_validates_names_and_never_puts_the_password_on_the_command_
 
 
 def test_scripts_pass_shellcheck() -> None:
-    shellcheck = subprocess.run(["which", "shellcheck"], capture_output=True)
-    if shellcheck.returncode != 0:
-        pytest.skip("shellcheck is not installed (apt-get install shellcheck)")
+    shellcheck = need("shellcheck")
     scripts = [DEPLOY / "install.sh", DEPLOY / "mosquitto/add-gateway.sh", *sorted(DEPLOY.glob("docker/**/*.sh"))]
-    proc = subprocess.run(["shellcheck", *map(str, scripts)], capture_output=True, text=True)
+    proc = subprocess.run([shellcheck, *map(str, scripts)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout
