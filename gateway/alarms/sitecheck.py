@@ -23,11 +23,21 @@ def check_alarms(site: Site) -> tuple[list[Rule], list[str]]:
     base = site.path.resolve().parent if site.path else None
     rules, problems = resolve_rules(cfg.rules, cfg.rule_packs, base)
     devices = [d.config.name for d in site.devices]
+    channels = {d.config.name: {r.channel for r in d.profile.registers} for d in site.devices}
+    kinds = {d.config.name: d.profile.kind for d in site.devices}
+    for st in cfg.stacks:  # the channels the CEMS stage adds
+        derived = {"flow_std", "o2_dry", *(f"{p}{s}" for p in st.pollutants for s in ("_std", "_zs", "_rate"))}
+        channels.setdefault(st.device, set()).update(derived)
     for r in rules:
         if isinstance(r, ThresholdRule | OfflineRule | QualityRule):
             for p in r.devices:
                 if _literal(p) and p not in devices:
                     problems.append(f"rules ({r.id}).devices: no device named {p!r} (devices: {', '.join(devices)})")
+        if isinstance(r, ThresholdRule):
+            judged = [d for d in devices if matches(d, r.devices) and (r.kind is None or kinds[d] == r.kind)]
+            if judged and not any(r.channel in channels[d] for d in judged):
+                problems.append(f"rules ({r.id}).channel: no device it applies to has a channel {r.channel!r} "
+                                f"({', '.join(judged)}); the rule would never fire")
     for w in sorted(windows_needed(rules) - set(cfg.windows.periods)):
         users = ", ".join(r.id for r in rules if isinstance(r, ThresholdRule) and r.window == w)
         problems.append(f"windows.periods: rules judge the {w} window ({users}); add {w}")

@@ -83,6 +83,19 @@ def test_cross_references_are_checked(monkeypatch):
     ]
 
 
+def test_a_rule_that_could_never_fire_is_reported(monkeypatch):
+    # a TSP pack on a site whose dust monitor is a CWT station (PM10 and PM2.5 only); a converted SO2 rule on a
+    # site without that pollutant in its stack
+    problems = broken(monkeypatch, (["devices", 0, "profile"], "cwt-dust-weather"),
+                      (["stacks", 0, "pollutants"], {"so2x": {"channel": "so2"}}))
+    assert "rules (tsp-burst).channel: no device it applies to has a channel 'tsp' (dust-1, stack-1, fog-plc); the " \
+           "rule would never fire" in problems
+    assert "rules (dust-shanghai.particulate-15m).channel: no device it applies to has a channel 'tsp' (dust-1); " \
+           "the rule would never fire" in problems
+    assert "rules (gb13271-in-service-coal.so2-1h).channel: no device it applies to has a channel 'so2_zs' " \
+           "(stack-1); the rule would never fire" in problems
+
+
 def test_a_bad_rule_is_reported_at_its_path(monkeypatch):
     assert broken(monkeypatch, (["rules", 0, "clear"], 200), (["rules", 1, "for"], 5)) == [
         "rules[0]: clear 200 must not be above limit 150 (hysteresis)", "rules[1].for: unknown key (typo?)"]
