@@ -1,0 +1,180 @@
+"""Local Mosquitto and InfluxDB 1.x servers as child processes: `plume demo --with-servers`, the tests, the benchmark.
+
+Each runs from its own folder on a free loopback port, is started as a child process and stopped by its pid;
+`stop()` + `start()` restarts it on the same port with the same data. Nothing here listens beyond 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+class Server:
+    """A child process with a name, a port and a folder; stop() kills by pid (SIGTERM, then SIGKILL)."""
+
+    binary = ""
+
+    def __init__(self, folder: Path, port: int | None = None):
+        self.folder = folder
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = folder / "server.log"
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def ready(self) -> bool:
+        return port_open(self.port)
+
+    def start(self, timeout: float = 15.0) -> None:
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while not self.ready():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.binary} exited with {self.proc.returncode}: {self.tail()}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"{self.binary} not ready on port {self.port} after {timeout} s: {self.tail()}")
+            time.sleep(0.02)
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.proc.pid, sig)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.proc = None
+        deadline = time.monotonic() + 5
+        while port_open(self.port) and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    def tail(self, n: int = 2000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-n:]
+        except OSError:
+            return ""
+
+
+class Mosquitto(Server):
+    binary = "mosquitto"
+
+    def __init__(self, folder: Path, port: int | None = None, *, tls: TlsFiles | None = None,
+                 passwd: Path | None = None, persistence: bool = False):
+        super().__init__(folder, port)
+        self.tls = tls
+        self.passwd = passwd
+        self.persistence = persistence
+
+    def command(self) -> list[str]:
+        lines = [f"listener {self.port} 127.0.0.1", "log_dest stderr", "user root"]
+        if self.passwd is not None:
+            lines += ["allow_anonymous false", f"password_file {self.passwd}"]
+        else:
+            lines.append("allow_anonymous true")
+        if self.tls is not None:
+            lines += [f"cafile {self.tls.ca}", f"certfile {self.tls.cert}", f"keyfile {self.tls.key}"]
+        if self.persistence:
+            lines += ["persistence true", f"persistence_location {self.folder}/", "autosave_interval 1"]
+        else:
+            lines.append("persistence false")
+        conf = self.folder / "mosquitto.conf"
+        conf.write_text("\n".join(lines) + "\n")
+        return ["mosquitto", "-c", str(conf)]
+
+
+@dataclass
+class TlsFiles:
+    ca: Path  # self-signed: the certificate is its own CA
+    cert: Path
+    key: Path
+
+
+def make_tls(folder: Path) -> TlsFiles:
+    folder.mkdir(parents=True, exist_ok=True)
+    key, cert = folder / "server.key", folder / "server.crt"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-keyout", str(key),
+         "-out", str(cert), "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )
+    return TlsFiles(cert, cert, key)
+
+
+def make_passwd(folder: Path, user: str, password: str) -> Path:
+    path = folder / "passwd"
+    subprocess.run(["mosquitto_passwd", "-c", "-b", str(path), user, password], check=True, capture_output=True)
+    path.chmod(0o600)
+    return path
+
+
+class InfluxDB(Server):
+    """InfluxDB 1.6 (Debian `influxdb`): the v1 HTTP API."""
+
+    binary = "influxd"
+
+    def __init__(self, folder: Path, port: int | None = None):
+        super().__init__(folder, port)
+        self.rpc_port = free_port()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        d = self.folder
+        conf = d / "influxdb.conf"
+        conf.write_text(
+            f'reporting-enabled = false\nbind-address = "127.0.0.1:{self.rpc_port}"\n'
+            f'[meta]\n  dir = "{d}/meta"\n[data]\n  dir = "{d}/data"\n  wal-dir = "{d}/wal"\n'
+            '  query-log-enabled = false\n[monitor]\n  store-enabled = false\n'
+            f'[http]\n  bind-address = "127.0.0.1:{self.port}"\n  log-enabled = false\n'
+        )
+        return ["influxd", "run", "-config", str(conf)]
+
+    def ready(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/ping", timeout=0.5).status_code == 204
+        except httpx.HTTPError:
+            return False
+
+    def query(self, q: str, db: str = "plume") -> list[dict[str, Any]]:
+        """InfluxQL; the series of the first statement (each: name, tags, columns, values), epoch ms."""
+        r = httpx.post(f"{self.url}/query", params={"db": db, "epoch": "ms"}, data={"q": q}, timeout=30)
+        r.raise_for_status()
+        res = r.json()["results"][0]
+        if "error" in res:
+            raise RuntimeError(res["error"])
+        return list(res.get("series", []))
+
+    def create_db(self, db: str = "plume") -> None:
+        httpx.post(f"{self.url}/query", data={"q": f'CREATE DATABASE "{db}"'}, timeout=10).raise_for_status()
