@@ -253,13 +253,16 @@ def demo(
     duration: Annotated[float | None, typer.Option(help="Stop after this many seconds (default: Ctrl-C).")] = None,
     seed: Annotated[int, typer.Option(help="Simulator seed.")] = 1,
     log_dir: Annotated[Path, typer.Option(help="Folder of the demo's durable log.")] = Path("/tmp/plume-demo"),
+    with_servers: Annotated[bool, typer.Option(
+        help="Also start Mosquitto and InfluxDB (when installed) on loopback and deliver to them.")] = False,
 ) -> None:
     """Simulated devices on loopback and the real gateway polling them, live in the terminal."""
     from gateway.demo import run_demo
 
     path = file or _example_site()
     site = load_or_exit(path)
-    raise typer.Exit(run_demo(site, duration=duration, seed=seed, console=out, log_dir=log_dir))
+    raise typer.Exit(run_demo(site, duration=duration, seed=seed, console=out, log_dir=log_dir,
+                              with_servers=with_servers))
 
 
 def _example_site() -> Path:

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import signal
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -22,6 +24,9 @@ from gateway.display import readings_table
 from gateway.model import DeviceReading
 from gateway.store.codec import LogRecord
 
+if TYPE_CHECKING:
+    from gateway.localservers import Server
+
 
 def health_table(acq: Acquisition) -> Table:
     table = Table("device", "bus", "polls", "ok %", "latency ms", "state", title="devices", box=None, padding=(0, 1))
@@ -32,7 +37,58 @@ def health_table(acq: Acquisition) -> Table:
     return table
 
 
-async def demo_main(site: Site, duration: float | None, seed: int, console: Console, log_dir: Path) -> int:
+def with_local_servers(site: Site, folder: Path, console: Console) -> tuple[Site, list[Server]]:
+    """Start Mosquitto and InfluxDB 1.x on free loopback ports when their binaries are here, and add sinks for
+    them to the site. Whatever is missing is said once; the demo then runs without it."""
+    from gateway.localservers import InfluxDB, Mosquitto
+    from gateway.sinks.config import InfluxSinkConfig, MqttSinkConfig
+
+    servers: list[Server] = []
+    sinks: list[Any] = []
+    if shutil.which("mosquitto"):
+        mq = Mosquitto(folder / "mosquitto")
+        mq.start()
+        servers.append(mq)
+        sinks.append(MqttSinkConfig(type="mqtt", name="mosquitto", host="127.0.0.1", port=mq.port))
+        console.print(f"Mosquitto on 127.0.0.1:{mq.port}: watch it with "
+                      f"[bold]mosquitto_sub -p {mq.port} -t 'plume/#' -v[/]")
+    else:
+        console.print("[yellow]no mosquitto binary here (apt-get install mosquitto): running without MQTT[/]")
+    if shutil.which("influxd"):
+        db = InfluxDB(folder / "influxdb")
+        db.start()
+        servers.append(db)
+        sinks.append(InfluxSinkConfig(type="influx", name="influxdb", api="v1", url=db.url, database="plume"))
+        console.print(f"InfluxDB on {db.url}: query it with [bold]influx -port {db.port} -database plume "
+                      "-execute 'SHOW MEASUREMENTS'[/]")
+    else:
+        console.print("[yellow]no influxd binary here (apt-get install influxdb): running without InfluxDB[/]")
+    cfg = site.config.model_copy(update={"sinks": [*site.config.sinks, *sinks]})
+    return Site(cfg, site.path, site.devices), servers
+
+
+def sinks_table(health: dict[str, Any]) -> Table:
+    table = Table("sink", "connected", "delivered", "waiting in the log", title="sinks", box=None, padding=(0, 1))
+    for name, s in (health.get("sinks") or {}).items():
+        table.add_row(name, "yes" if s.get("connected") else "[red]no[/]", str(s.get("delivered", 0)),
+                      str(s.get("depth", 0)))
+    return table
+
+
+async def demo_main(site: Site, duration: float | None, seed: int, console: Console, log_dir: Path,
+                    with_servers: bool = False) -> int:
+    servers: list[Server] = []
+    if with_servers:
+        site, servers = with_local_servers(site, log_dir / "servers", console)
+    try:
+        return await _demo(site, duration, seed, console, log_dir, with_sinks=with_servers)
+    finally:
+        for server in servers:
+            server.stop()
+
+
+async def _demo(site: Site, duration: float | None, seed: int, console: Console, log_dir: Path,
+                with_sinks: bool) -> int:
     from plume_sim import Simulator
 
     from gateway.app import Gateway
@@ -52,7 +108,7 @@ async def demo_main(site: Site, duration: float | None, seed: int, console: Cons
         loop.add_signal_handler(sig, stop.set)
     started = time.monotonic()
     log_dir.mkdir(parents=True, exist_ok=True)
-    gw = Gateway(site, log_path=log_dir / "log.sqlite", with_sinks=False, grace_s=1.0)
+    gw = Gateway(site, log_path=log_dir / "log.sqlite", with_sinks=with_sinks, grace_s=1.0, health_interval_s=1.0)
     gw.on_commit(on_commit)
     async with Simulator(site, seed=seed):
         gw_stop = asyncio.Event()
@@ -63,35 +119,45 @@ async def demo_main(site: Site, duration: float | None, seed: int, console: Cons
         console.print(f"simulator up for site [bold]{site.id}[/]: {len(site.devices)} devices; gateway polling, "
                       f"every reading committed to {log_dir / 'log.sqlite'} (Ctrl-C to stop)")
 
+        health: dict[str, Any] = {}
+
         def view() -> Group:
             order = [d.name for d in site.devices if d.name in latest]
             parts: list[Table] = [readings_table([latest[n] for n in order], title="latest readings (from the log)")]
             if isinstance(gw.source, Acquisition):
                 parts.append(health_table(gw.source))
+            if with_sinks:
+                parts.append(sinks_table(health))
             return Group(*parts)
 
         with Live(view(), console=console, refresh_per_second=2, transient=False) as live:
             while not stop.is_set() and not task.done():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 0.5)
+                if with_sinks:
+                    health = await gw.health()
                 live.update(view())
                 if duration is not None and time.monotonic() - started >= duration:
                     break
         gw_stop.set()
         await task
     console.print()
+    if with_sinks:
+        for name, sink in (health.get("sinks") or {}).items():
+            console.print(f"sink {name}: {sink.get('delivered', 0)} readings delivered")
     console.print(f"{committed} values from {len(latest)} devices committed to the durable log in "
                   f"{time.monotonic() - started:.0f} s")
     return 0
 
 
-def run_demo(site: Site, *, duration: float | None, seed: int, console: Console, log_dir: Path) -> int:
+def run_demo(site: Site, *, duration: float | None, seed: int, console: Console, log_dir: Path,
+             with_servers: bool = False) -> int:
     from plume_sim import SimError
 
     from gateway.app import FatalError
 
     try:
-        return asyncio.run(demo_main(site, duration, seed, console, log_dir))
+        return asyncio.run(demo_main(site, duration, seed, console, log_dir, with_servers))
     except FatalError as exc:
         console.print(f"[red]{exc}[/]")
         return exc.code

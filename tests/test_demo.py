@@ -24,3 +24,26 @@ def test_plume_demo_polls_every_example_device_and_commits_to_the_log(tmp_path):
     with sqlite3.connect(tmp_path / "log.sqlite") as db:
         (polls,) = db.execute("select count(*) from readings").fetchone()
     assert polls >= 10, "every poll of every device was committed to the durable log"
+
+
+def test_plume_demo_with_servers_delivers_to_a_local_mosquitto_and_influxdb(tmp_path):
+    import os
+    import re
+    import shutil
+
+    import pytest
+
+    missing = [b for b in ("mosquitto", "influxd") if shutil.which(b) is None]
+    if missing:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{missing} not installed (.ci/run installs them)")
+        pytest.skip(f"{missing} not installed")
+    r = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "demo", "--with-servers", "--duration", "6", "--log-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    delivered = dict(re.findall(r"^sink (\w+): (\d+) readings delivered$", r.stdout, re.M))
+    assert set(delivered) == {"mosquitto", "influxdb"}
+    assert all(int(n) > 0 for n in delivered.values()), delivered
+    assert "mosquitto_sub -p" in r.stdout  # the user is told where to look
