@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import ssl
 import subprocess
 import threading
@@ -20,33 +19,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gateway.localservers import free_port, port_open
+from tests.pipeline.servers import wait_for
+
 from .helpers import DEPLOY
+
+__all__ = ["free_port", "port_open", "wait_until"]
 
 CONF_DIR = "/etc/mosquitto/plume/"
 ADD_GATEWAY = DEPLOY / "mosquitto/add-gateway.sh"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def port_open(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.2)
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
 def wait_until(cond: Any, timeout: float = 10.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = cond()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.01)
+    return wait_for(cond, timeout, what, interval=0.01)
 
 
 def make_ca_and_server_cert(folder: Path) -> tuple[Path, Path, Path]:
