@@ -9,6 +9,9 @@ Invariants
   consistent with each other.
 
 On-disk format: see `gateway.store.codec` (one row per device poll; the device layout is a shared schema row).
+Records other than readings (aggregates, alarm events, actuations, commands) are rows of the same table with
+`kind` > 0, so they share the one id sequence (log order); a partial index covers only them, so readings pay
+nothing for it. Version 1 files (readings only) are migrated in place at open (one ALTER TABLE, no rewrite).
 """
 
 from __future__ import annotations
@@ -18,9 +21,9 @@ import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gateway.store.codec import Row, Schema
+from gateway.store.codec import KindRow, Row, Schema
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -32,7 +35,8 @@ CREATE TABLE IF NOT EXISTS readings(
     schema INTEGER NOT NULL,
     flags TEXT NOT NULL,
     vals TEXT NOT NULL,
-    extra TEXT
+    extra TEXT,
+    kind INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS devices(name TEXT PRIMARY KEY, seq INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS cursors(
@@ -51,6 +55,11 @@ CREATE TABLE IF NOT EXISTS rejected(
     error TEXT NOT NULL
 );
 """
+_INDEXES = """
+CREATE INDEX IF NOT EXISTS records_by_kind_ts ON readings(kind, ts) WHERE kind != 0;
+CREATE INDEX IF NOT EXISTS records_by_kind_id ON readings(kind) WHERE kind != 0;
+"""
+_COLUMNS = "id, ts, seq, schema, flags, vals, extra, kind"
 
 
 @dataclass(slots=True)
@@ -87,13 +96,14 @@ class Batch:
     """One transaction's worth of changes."""
 
     rows: list[Row] = field(default_factory=list)
+    records: list[KindRow] = field(default_factory=list)  # rows of other kinds (aggregates, events, ...)
     schemas: list[Schema] = field(default_factory=list)
     seqs: dict[str, int] = field(default_factory=dict)
     cursors: list[CursorRow] = field(default_factory=list)
     rejects: list[RejectRow] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.rows or self.schemas or self.cursors or self.rejects)
+        return bool(self.rows or self.records or self.schemas or self.cursors or self.rejects)
 
 
 class LogDb:
@@ -121,8 +131,14 @@ class LogDb:
         version = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         if version is None:
             conn.execute("INSERT INTO meta VALUES('schema_version', ?)", (str(SCHEMA_VERSION),))
+        elif int(version[0]) == 1:  # readings only: add the kind column (a constant default: no table rewrite)
+            cols = [r[1] for r in conn.execute("PRAGMA table_info(readings)")]
+            if "kind" not in cols:
+                conn.execute("ALTER TABLE readings ADD COLUMN kind INTEGER NOT NULL DEFAULT 0")
+            conn.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
         elif int(version[0]) != SCHEMA_VERSION:
             raise RuntimeError(f"{self.path}: log format {version[0]} is not supported (expected {SCHEMA_VERSION})")
+        conn.executescript(_INDEXES)
         seq_row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name='readings'").fetchone()
         max_row = conn.execute("SELECT min(id), max(id) FROM readings").fetchone()
         last_id = max(seq_row[0] if seq_row else 0, max_row[1] or 0)
@@ -151,7 +167,10 @@ class LogDb:
                     "INSERT INTO schemas(id, layout) VALUES(?, ?)", [(s.id, s.to_json()) for s in batch.schemas]
                 )
             if batch.rows:
-                conn.executemany("INSERT INTO readings VALUES(?, ?, ?, ?, ?, ?, ?)", batch.rows)
+                conn.executemany("INSERT INTO readings(id, ts, seq, schema, flags, vals, extra) "
+                                 "VALUES(?, ?, ?, ?, ?, ?, ?)", batch.rows)
+            if batch.records:
+                conn.executemany(f"INSERT INTO readings({_COLUMNS}) VALUES(?, ?, ?, ?, ?, ?, ?, ?)", batch.records)
             if batch.seqs:
                 conn.executemany(
                     "INSERT INTO devices(name, seq) VALUES(?, ?) ON CONFLICT(name) DO UPDATE SET seq=excluded.seq",
@@ -174,10 +193,73 @@ class LogDb:
             raise
 
     def read(self, after: int, limit: int) -> list[tuple[int, int, int, int, str, str, str | None]]:
+        """Readings only (kind 0), for tools that know nothing else; ids of other records are skipped."""
         return self.conn.execute(
-            "SELECT id, ts, seq, schema, flags, vals, extra FROM readings WHERE id > ? ORDER BY id LIMIT ?",
+            "SELECT id, ts, seq, schema, flags, vals, extra FROM readings WHERE id > ? AND kind = 0 ORDER BY id "
+            "LIMIT ?",
             (after, limit),
         ).fetchall()
+
+    def read_records(self, after: int, limit: int) -> list[KindRow]:
+        """Every record with id > after, oldest first."""
+        return self.conn.execute(
+            f"SELECT {_COLUMNS} FROM readings WHERE id > ? ORDER BY id LIMIT ?", (after, limit)
+        ).fetchall()
+
+    def read_kinds(self, after: int, kinds: tuple[int, ...], limit: int) -> list[KindRow]:
+        """Records of the given kinds (not readings) with id > after, oldest first (the partial index)."""
+        marks = ",".join("?" * len(kinds))
+        return self.conn.execute(
+            f"SELECT {_COLUMNS} FROM readings WHERE kind != 0 AND kind IN ({marks}) AND id > ? ORDER BY id LIMIT ?",
+            (*kinds, after, limit),
+        ).fetchall()
+
+    def kind_between(self, kind: int, ts_from: int, ts_to: int | None = None) -> list[KindRow]:
+        """Records of one kind (not readings) with ts_from <= ts (<= ts_to), in log order."""
+        sql = f"SELECT {_COLUMNS} FROM readings WHERE kind != 0 AND kind = ? AND ts >= ?"
+        args: tuple[int, ...] = (kind, ts_from)
+        if ts_to is not None:
+            sql += " AND ts <= ?"
+            args += (ts_to,)
+        return self.conn.execute(sql + " ORDER BY id", args).fetchall()
+
+    def latest_of_kind(self, kind: int) -> KindRow | None:
+        """The record of `kind` with the highest ts (not readings)."""
+        return self.conn.execute(
+            f"SELECT {_COLUMNS} FROM readings WHERE kind != 0 AND kind = ? ORDER BY ts DESC, id DESC LIMIT 1",
+            (kind,),
+        ).fetchone()
+
+    def first_reading_at(self, ts: int) -> int | None:
+        """The id of the first reading with ts >= `ts`, found by bisection over ids (reading times follow log
+        order within a poll's duration; callers ask a little earlier than they need). None: there is none."""
+        conn = self.conn
+        lo_hi = conn.execute("SELECT min(id), max(id) FROM readings WHERE kind = 0").fetchone()
+        if lo_hi[0] is None:
+            return None
+        lo, hi = int(lo_hi[0]), int(lo_hi[1])
+        last = conn.execute("SELECT ts FROM readings WHERE id = ?", (hi,)).fetchone()
+        if last is None or last[0] < ts:
+            return None
+        def first_from(x: int) -> tuple[int, int]:
+            return conn.execute("SELECT id, ts FROM readings WHERE id >= ? AND kind = 0 ORDER BY id LIMIT 1",
+                                (x,)).fetchone()
+
+        while lo < hi:  # smallest x whose first reading at or after it is at or after ts
+            mid = (lo + hi) // 2
+            if first_from(mid)[1] >= ts:
+                hi = mid
+            else:
+                lo = mid + 1
+        return int(first_from(lo)[0])
+
+    def first_ts(self) -> int | None:
+        row = self.conn.execute("SELECT ts FROM readings WHERE kind = 0 ORDER BY id LIMIT 1").fetchone()
+        return None if row is None else int(row[0])
+
+    def last_reading_ts(self) -> int | None:
+        row = self.conn.execute("SELECT ts FROM readings WHERE kind = 0 ORDER BY id DESC LIMIT 1").fetchone()
+        return None if row is None else int(row[0])
 
     def ts_of(self, record_id: int) -> int | None:
         row = self.conn.execute("SELECT ts FROM readings WHERE id >= ? ORDER BY id LIMIT 1", (record_id,)).fetchone()

@@ -16,18 +16,39 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import json
 import logging
 import math
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
 from gateway.model import DeviceReading
-from gateway.store.codec import LogRecord, Row, Schema, SchemaKey, decode, encode, schema_key
+from gateway.store.codec import (
+    AGGREGATE,
+    ALARM,
+    KIND_CODES,
+    KIND_NAMES,
+    KindRow,
+    LogRecord,
+    Row,
+    Schema,
+    SchemaKey,
+    aggregate_schema_key,
+    decode,
+    decode_aggregate,
+    decode_alarm,
+    encode,
+    encode_aggregate,
+    encode_alarm,
+    encode_json,
+    envelope,
+    schema_key,
+)
 from gateway.store.config import StoreConfig
 from gateway.store.db import Batch, CursorRow, LogDb, RejectRow
 
@@ -96,6 +117,7 @@ class DurableLog:
         self._consumers: dict[str, Consumer] = {}
         self._buffer: list[LogRecord] = []
         self._rows: list[Row] = []
+        self._records: list[KindRow] = []
         self._new_schemas: list[Schema] = []
         self._new_seqs: dict[str, int] = {}
         self._rejects: list[RejectRow] = []
@@ -214,6 +236,36 @@ class DurableLog:
             self._full.set()
         return record
 
+    def append_record(self, kind: str, payload: Any, ts: int, site: str = "") -> LogRecord:
+        """Buffer a record that is not a reading (see gateway.store.codec): an aggregate (WindowAggregate), an alarm
+        event (AlarmRecord), an actuation or a command (JSON-able dicts). Same id sequence, same commit."""
+        self.last_id += 1
+        rid = self.last_id
+        if kind == AGGREGATE:
+            key = aggregate_schema_key(payload)
+            schema = self._schemas.get(key)
+            if schema is None:
+                schema = Schema(self._next_schema, *key)
+                self._next_schema += 1
+                self._schemas[key] = schema
+                self._schemas_by_id[schema.id] = schema
+                self._new_schemas.append(schema)
+            row = encode_aggregate(rid, schema.id, payload)
+            ts = row[1]
+        elif kind == ALARM:
+            row = encode_alarm(rid, ts, payload)
+        elif kind in KIND_CODES and kind != "reading":
+            row = encode_json(rid, ts, kind, payload)
+        else:
+            raise ValueError(f"unknown record kind {kind!r}")
+        record = LogRecord(rid, 0, envelope(site, kind, ts), kind, payload)
+        self._buffer.append(record)
+        self._records.append(row)
+        self._wake.set()
+        if len(self._buffer) >= self._max_batch:
+            self._full.set()
+        return record
+
     def on_commit(self, listener: Callable[[list[LogRecord]], None]) -> None:
         """Call `listener(records)` on the loop after each commit (e.g. `plume demo` showing readings)."""
         self._listeners.append(listener)
@@ -222,11 +274,13 @@ class DurableLog:
         """Commit everything buffered now (and the cursors that moved)."""
         async with self._commit_lock:
             cursors = [c for c in self._consumers.values() if c.dirty or force_cursors]
-            batch = Batch(self._rows, self._new_schemas, self._new_seqs, [c.row() for c in cursors], self._rejects)
+            batch = Batch(self._rows, self._records, self._new_schemas, self._new_seqs, [c.row() for c in cursors],
+                          self._rejects)
             if not batch:
                 return
             records = self._buffer
-            self._buffer, self._rows, self._new_schemas, self._new_seqs, self._rejects = [], [], [], {}, []
+            self._buffer, self._rows, self._records, self._new_schemas, self._new_seqs, self._rejects = (
+                [], [], [], [], {}, [])
             self._full.clear()
             for c in cursors:
                 c.dirty = False
@@ -236,6 +290,7 @@ class DurableLog:
                 # put everything back in front of what arrived meanwhile; the next commit retries it
                 self._buffer[:0] = records
                 self._rows[:0] = batch.rows
+                self._records[:0] = batch.records
                 self._new_schemas[:0] = batch.schemas
                 self._new_seqs = {**batch.seqs, **self._new_seqs}
                 self._rejects[:0] = batch.rejects
@@ -333,11 +388,98 @@ class DurableLog:
         return await self._run(self._read_db, after, limit)
 
     def _read_db(self, after: int, limit: int) -> list[LogRecord]:
+        return self._decode_rows(self._db.read_records(after, limit))
+
+    def _decode_rows(self, rows: list[KindRow]) -> list[LogRecord]:
         schemas = self._schemas_by_id
-        return [
-            LogRecord(rid, seq, decode(schemas[sid], ts, flags, vals, extra))
-            for rid, ts, seq, sid, flags, vals, extra in self._db.read(after, limit)
-        ]
+        out: list[LogRecord] = []
+        for rid, ts, seq, sid, flags, vals, extra, kind in rows:
+            if kind == 0:
+                out.append(LogRecord(rid, seq, decode(schemas[sid], ts, flags, vals, extra)))
+                continue
+            name = KIND_NAMES.get(kind, "unknown")
+            payload: Any
+            if name == AGGREGATE:
+                payload = decode_aggregate(schemas[sid], ts, flags, vals)
+                site = payload.site
+            elif name == ALARM:
+                payload = decode_alarm(flags, vals)
+                site = payload.event.site
+            else:
+                payload = json.loads(vals)
+                site = str(payload.get("site", "")) if isinstance(payload, dict) else ""
+            out.append(LogRecord(rid, 0, envelope(site, name, ts), name, payload))
+        return out
+
+    async def read_kinds(self, after: int, kinds: tuple[str, ...], limit: int = 500) -> tuple[list[LogRecord], int]:
+        """Committed records of `kinds` (not readings) with id > after, oldest first, and the id up to which the
+        log was looked through (a reader may move its cursor that far). Waits like `read`; ([], after) once the
+        log is closing and everything committed was looked through."""
+        while True:
+            after = max(after, self.first_id - 1)
+            if self.committed_id > after:
+                break
+            if self._closing:
+                return [], after
+            await self._committed.wait()
+        tail = self._tail
+        if tail and tail[0].id <= after + 1:
+            start = after + 1 - tail[0].id
+            part = tail[start:]
+            found = [r for r in part if r.kind in kinds]
+            if len(found) > limit:
+                found = found[:limit]
+                return found, found[-1].id
+            return found, part[-1].id if part else after
+        codes = tuple(KIND_CODES[k] for k in kinds)
+        upto = self.committed_id
+        rows = await self._run(self._db.read_kinds, after, codes, limit)
+        found = [r for r in self._decode_rows(rows) if r.id <= upto]
+        if len(found) >= limit:
+            return found, found[-1].id
+        return found, upto
+
+    # --- queries of the processing and alarm stages (restart, history) ---------------------------------------
+    async def records_of_kind(self, kind: str, ts_from: int, ts_to: int | None = None) -> list[LogRecord]:
+        """Committed records of one kind (not readings) with ts_from <= ts (<= ts_to), in log order. An aggregate's
+        ts is its end; an alarm's, actuation's or command's when it happened (a checkpoint's: when it was written)."""
+        await self.flush()
+        rows = await self._run(self._db.kind_between, KIND_CODES[kind], ts_from, ts_to)
+        return self._decode_rows(rows)
+
+    async def latest_of_kind(self, kind: str) -> LogRecord | None:
+        await self.flush()
+        row = await self._run(self._db.latest_of_kind, KIND_CODES[kind])
+        return None if row is None else self._decode_rows([row])[0]
+
+    async def aggregates(self, window: str | None, start_from: int, start_to: int | None = None) -> list[Any]:
+        """Closed aggregates (WindowAggregate) of `window` (None: all) with start_from <= start (<= start_to),
+        oldest end first. (A day is at most 25 hours: the ts index is searched from start_from on.)"""
+        to = None if start_to is None else start_to + 25 * 3_600_000
+        recs = await self.records_of_kind(AGGREGATE, start_from, to)
+        return [r.payload for r in recs if (window is None or r.payload.window == window)
+                and r.payload.start >= start_from and (start_to is None or r.payload.start <= start_to)]
+
+    async def readings_since(self, ts: int, batch: int = 2000) -> AsyncIterator[list[LogRecord]]:
+        """Async iterator over committed records (every kind) from the first reading with ts >= `ts` on, in log
+        order, in batches (lists)."""
+        await self.flush()
+        first = await self._run(self._db.first_reading_at, ts)
+        if first is None:
+            return
+        after = first - 1
+        while after < self.committed_id:
+            recs = await self._run(self._read_db, after, batch)
+            recs = [r for r in recs if r.id <= self.committed_id]
+            if not recs:
+                return
+            yield recs
+            after = recs[-1].id
+
+    async def reading_span(self) -> tuple[int | None, int | None]:
+        """(ts of the oldest reading held, ts of the newest)."""
+        await self.flush()
+        return await self._run(self._db.first_ts), await self._run(self._db.last_reading_ts)
 
     def ack(self, consumer: Consumer, upto_id: int, records: int = 0, values: int = 0) -> None:
         """`consumer`'s target confirmed everything up to `upto_id`. Persisted with the next commit."""
