@@ -1,6 +1,9 @@
 """The gateway process: acquisition -> durable log -> sinks, in one event loop.
 
-    source (acquisition) --emit--> DurableLog.append --commit--> each sink reads with its own cursor
+    source (acquisition) --emit--> quality + CEMS (stage.prepare) --> DurableLog.append --commit--> each sink
+        reads with its own cursor (MQTT, InfluxDB, HJ 212 uplinks, webhooks)
+                                                           \\--> the regulatory stage (windows, alarms,
+                                                                actuation: records written back to the log)
                                                            \\--> on_commit listeners (plume demo)
 
 Shutdown (stop event set by SIGTERM/SIGINT): acquisition stops, the buffer is committed, sinks get `grace_s` to
@@ -22,6 +25,7 @@ from gateway.config import ConfigError, Site
 from gateway.health import HealthMonitor, serve_metrics
 from gateway.logsetup import add_secret
 from gateway.model import DeviceReading
+from gateway.processing.stage import RegulatoryStage
 from gateway.sinks.backoff import Backoff
 from gateway.sinks.base import DeliveredHook, Sink
 from gateway.sinks.config import InfluxSinkConfig, MqttSinkConfig, resolve_secret
@@ -126,6 +130,40 @@ def prepare_sinks(site: Site) -> list[SinkFactory]:
     return factories
 
 
+def prepare_webhooks(site: Site) -> list[SinkFactory]:
+    """One factory per webhook of `notify.webhooks` (its URL and signing secret resolved now); ConfigError names
+    what cannot be resolved."""
+    import os
+    from zoneinfo import ZoneInfo
+
+    from gateway.alarms.delivery import WebhookSink
+
+    problems: list[str] = []
+    factories: list[SinkFactory] = []
+    tz = ZoneInfo(site.config.site.timezone)
+    for i, cfg in enumerate(site.config.notify.webhooks):
+        where = f"notify.webhooks[{i}]"
+        url = cfg.url.get_secret_value() if cfg.url is not None else os.environ.get(cfg.url_env or "")
+        if not url:
+            problems.append(f"{where}.url_env: environment variable {cfg.url_env} is not set")
+            continue
+        secret = cfg.secret.get_secret_value() if cfg.secret is not None else (
+            os.environ.get(cfg.secret_env) if cfg.secret_env else None)
+        if cfg.secret_env and not secret:
+            problems.append(f"{where}.secret_env: environment variable {cfg.secret_env} is not set")
+        add_secret(url)
+        add_secret(secret)
+
+        def make(lg: DurableLog, hook: DeliveredHook | None, cfg: Any = cfg, url: str = url,
+                 secret: str | None = secret) -> Sink:
+            return WebhookSink(cfg, site.id, site.config.site.name, tz, lg, url=url, secret=secret, on_delivered=hook)
+
+        factories.append(make)
+    if problems:
+        raise ConfigError(problems)
+    return factories
+
+
 class Gateway:
     """One site's gateway. `await Gateway(site).run(stop)` runs until `stop` is set.
 
@@ -133,7 +171,11 @@ class Gateway:
     - `with_sinks=False`: no delivery at all (e.g. `plume demo`); readings are still committed to the log.
     - `source`: what produces readings (default: the acquisition polling the site's devices).
     - `on_commit(callback)`: `callback(records)` runs on the loop after every commit, with the LogRecords
-      (id, per-device seq, DeviceReading) just made durable.
+      just made durable: readings (id, per-device seq, DeviceReading) and, with `rec.kind` other than "reading",
+      aggregates, alarm events, actuations and commands (`rec.payload`; `rec.reading` is then an empty envelope).
+    - `on_alarm(callback)`: `callback(record)` for every committed alarm event (`record.payload.event` is the
+      AlarmEvent, `record.payload.active` the alarm's state after it); `stage.alarms.active()` lists what is
+      active now.
     - `extra_sinks`: more log consumers built in code (e.g. an HJ 212 uplink): cursor name -> factory(log); each
       gets its own cursor, health entry and supervision like the configured sinks.
     """
@@ -163,6 +205,8 @@ class Gateway:
         self.health_interval_s = health_interval_s
         self._on_delivered = on_delivered
         self._listeners: list[Callable[[list[LogRecord]], None]] = []
+        self._alarm_listeners: list[Callable[[LogRecord], None]] = []
+        self.stage: RegulatoryStage | None = None
         self.log: DurableLog | None = None
         self.sinks: list[Sink] = []
         self.source: Source | None = None
@@ -174,6 +218,17 @@ class Gateway:
         if self.log is not None:
             self.log.on_commit(callback)
 
+    def on_alarm(self, callback: Callable[[LogRecord], None]) -> None:
+        self._alarm_listeners.append(callback)
+        if self.stage is not None:
+            self.stage.on_alarm(callback)
+
+    def command(self, cmd: dict[str, Any]) -> str | None:
+        """An operator command (acknowledge, maintenance, override; see RegulatoryStage.command)."""
+        if self.stage is None or self.log is None:
+            return "the gateway is not running"
+        return self.stage.command(cmd)
+
     async def health(self) -> dict[str, Any]:
         if self.monitor is None:
             return {}
@@ -184,8 +239,10 @@ class Gateway:
         site = self.site
         factories = prepare_sinks(site) if self.with_sinks else []
         sink_cfgs = site.config.sinks if self.with_sinks else []
+        hooks = prepare_webhooks(site) if self.with_sinks else []
         lg = DurableLog(self.log_path, site.config.store)
-        names = [c.name for c in sink_cfgs]
+        names = [c.name for c in sink_cfgs] + ([w.name for w in site.config.notify.webhooks] if hooks else [])
+        factories += hooks
         clash = sorted(set(names) & set(self.extra_sinks))
         if clash:
             raise ConfigError([f"sinks: name {n!r} is also used by a built-in consumer" for n in clash])
@@ -196,19 +253,44 @@ class Gateway:
         except OSError as exc:
             raise FatalError(f"cannot open the log {self.log_path}: {exc.strerror or exc}") from None
         self.log = lg
-        for cb in self._listeners:
-            lg.on_commit(cb)
         stop_metrics: Callable[[], None] | None = None
         tasks: list[asyncio.Task[Any]] = []
         try:
             self.sinks = [make(lg, self._on_delivered) for make in factories]
             self.sinks += [make_extra(lg) for make_extra in self.extra_sinks.values()]
-            def emit(reading: DeviceReading) -> None:
-                lg.append(reading)
+            source: Source | None = None
 
-            self.source = self._source_factory(site, emit)
-            source = self.source
-            monitor = self.monitor = HealthMonitor(site.id, lg, self.sinks, lambda: source)
+            async def write(device: str, function: int, address: int, value: int) -> str | None:
+                writer = getattr(source, "write", None)
+                if writer is None:
+                    return "this source cannot write to devices"
+                result: str | None = await writer(device, function, address, value)
+                return result
+
+            stage = self.stage = RegulatoryStage(site, writer=write)
+            for acb in self._alarm_listeners:
+                stage.on_alarm(acb)
+            lg.on_commit(stage.on_commit)
+            for cb in self._listeners:
+                lg.on_commit(cb)
+            try:
+                await stage.restore(lg)
+            except Exception:  # a bug here must not stop the data: windows/alarms start afresh
+                log.exception("regulatory stage: restoring from the log failed; windows and alarms start afresh")
+                stage.go_live()
+            prepare = stage.prepare
+            append = lg.append
+
+            def emit(reading: DeviceReading) -> None:
+                prepare(reading)
+                append(reading)
+
+            self.source = source = self._source_factory(site, emit)
+            for s in self.sinks:
+                set_handler = getattr(s, "set_command_handler", None)
+                if set_handler is not None:
+                    set_handler(stage.command)
+            monitor = self.monitor = HealthMonitor(site.id, lg, self.sinks, lambda: source, stage=stage)
             for s in self.sinks:
                 s.set_health(monitor.snapshot, self.health_interval_s)
             if self.metrics_port is not None:
@@ -220,8 +302,9 @@ class Gateway:
                 log.info("metrics: http://%s:%d/metrics", self.metrics_host, self.metrics_port)
             committer = asyncio.create_task(lg.run(), name="log.committer")
             acquisition = asyncio.create_task(source.run(), name="acquisition")
+            stage_task = asyncio.create_task(stage.run(), name="stage")
             sink_tasks = [asyncio.create_task(self._supervise(s), name=f"sink[{s.name}]") for s in self.sinks]
-            tasks = [committer, acquisition, *sink_tasks]
+            tasks = [committer, acquisition, stage_task, *sink_tasks]
             stopper = asyncio.create_task(stop.wait(), name="stop")
             log.info("gateway %s running: %d devices, %d sinks (%s), log %s", site.id,
                      sum(1 for d in site.devices if d.config.enabled), len(self.sinks),
@@ -250,7 +333,7 @@ class Gateway:
             finally:
                 stopper.cancel()
             notifier.stopping("stopping: committing and delivering what is committed")
-            await self._shutdown(acquisition, committer, sink_tasks)
+            await self._shutdown(acquisition, committer, sink_tasks, stage_task)
             if failure is not None:
                 raise FatalError(f"{what} failed: {failure}") from failure
         finally:
@@ -262,11 +345,12 @@ class Gateway:
             await lg.close()
 
     async def _shutdown(self, acquisition: asyncio.Task[Any], committer: asyncio.Task[Any],
-                        sink_tasks: list[asyncio.Task[None]]) -> None:
+                        sink_tasks: list[asyncio.Task[None]], stage_task: asyncio.Task[Any]) -> None:
         assert self.log is not None
         lg = self.log
         acquisition.cancel()
-        await asyncio.gather(acquisition, return_exceptions=True)
+        stage_task.cancel()
+        await asyncio.gather(acquisition, stage_task, return_exceptions=True)
         with contextlib.suppress(Exception):
             await lg.flush()
         lg.begin_close()

@@ -80,10 +80,15 @@ async def _run(site: object, metrics_port: int | None, metrics_host: str) -> int
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
+    from gateway.hj212.sources import LogAggregateFeed
     from gateway.hj212.wiring import uplink_sinks
 
-    # HJ 212 uplinks are log consumers like the sinks, each with its own cursor
-    gateway = Gateway(site, metrics_port=metrics_port, metrics_host=metrics_host, extra_sinks=uplink_sinks(site))
+    # HJ 212 uplinks are log consumers like the sinks, each with its own cursor; minute/hour/day data (2051, 2061,
+    # 2031) come from the aggregate records the processing stage writes to the log
+    gateway: Gateway | None = None
+    feed = LogAggregateFeed(lambda: gateway.log if gateway is not None else None)
+    gateway = Gateway(site, metrics_port=metrics_port, metrics_host=metrics_host,
+                      extra_sinks=uplink_sinks(site, aggregates=feed))
     try:
         await gateway.run(stop)
     except FatalError as exc:

@@ -33,8 +33,9 @@ class HealthSource(Protocol):
 
 class HealthMonitor:
     def __init__(self, site_id: str, log_: DurableLog, sinks: Sequence[HasStatus],
-                 source: Callable[[], HealthSource | None] | None = None):
+                 source: Callable[[], HealthSource | None] | None = None, stage: Any = None):
         self.site_id = site_id
+        self.stage = stage
         self.log = log_
         self.sinks = sinks
         self._source = source
@@ -85,6 +86,11 @@ class HealthMonitor:
                 "last_error": s.status.last_error,
             }
         st = self.log.stats()
+        extra: dict[str, Any] = {}
+        if self.stage is not None:
+            active = self.stage.alarms.active()
+            extra["alarms"] = {"active": len(active), "ids": [a.alarm_id for a in active],
+                               "late_readings": self.stage.windows.late, **self.stage.counters}
         return {
             "v": HEALTH_VERSION,
             "site": self.site_id,
@@ -101,6 +107,7 @@ class HealthMonitor:
                 "commit_failures": self.log.commit_failures,
                 "dropped": st.dropped_total,
             },
+            **extra,
         }
 
 

@@ -114,6 +114,40 @@ class ModbusLink:
             self._client.close()
             self._client = None
 
+    async def write(self, function: int, address: int, value: int, device_id: int, timeout_s: float) -> None:
+        """FC 5 (one coil: `value` true/false) or FC 6 (one holding register); ReadError when it did not happen."""
+        await self.open()
+        wait = self._last_end + self.pause_s - asyncio.get_running_loop().time()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        client = self._client
+        self._rx_bytes = 0
+        try:
+            if function == 5:
+                call = client.write_coil(address, bool(value), device_id=device_id)
+            elif function == 6:
+                call = client.write_register(address, int(value), device_id=device_id)
+            else:
+                raise ValueError(f"function {function} is not a single write (5 or 6)")
+            rr = await asyncio.wait_for(call, timeout_s)
+        except TimeoutError:
+            if self._rx_bytes:
+                msg = f"{self._rx_bytes} bytes received but no valid frame (CRC/framing)"
+                raise ReadError("garbled", msg) from None
+            raise ReadError("timeout", f"no answer within {timeout_s:g} s") from None
+        except asyncio.CancelledError:
+            raise
+        except ValueError:
+            raise
+        except Exception as exc:
+            self.close()
+            raise ReadError("link", f"link error on {self.where}: {exc}") from None
+        finally:
+            self._last_end = asyncio.get_running_loop().time()
+        if rr.isError():
+            code = int(getattr(rr, "exception_code", 0))
+            raise ReadError("exception", f"Modbus exception {code} ({EXCEPTION_NAMES.get(code, 'unknown')})", code)
+
     async def read(self, function: int, address: int, count: int, device_id: int, timeout_s: float) -> list[int]:
         """Registers (FC 3/4) or bits (FC 1/2) as a list of ints; ReadError when there is nothing usable."""
         await self.open()

@@ -5,6 +5,8 @@ is only probed (one request, no retries) at growing intervals up to backoff_max_
 between emit flag-B readings without touching the line — so a dead slave cannot starve its neighbours on a shared
 RS-485 bus, and the data still says why it is missing.
 Polls are aligned to the wall clock (a 10 s device is read at :00, :10, ...).
+Writes (actuators: FC 5 coil, FC 6 register) are queued to the device's bus worker and done between polls, in
+order, under the same one-transaction-at-a-time discipline; `Acquisition.write` returns the outcome.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import contextlib
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -128,6 +131,30 @@ class ModbusBusWorker:
         self.link = ModbusLink(bus, io_timeout_s=io_timeout)
         self._link_retry_at = 0.0
         self._link_backoff = 0.5
+        self._writes: deque[tuple[DeviceState, int, int, int, asyncio.Future[str | None]]] = deque()
+        self._wake = asyncio.Event()
+
+    def write(self, dev: DeviceState, function: int, address: int, value: int) -> asyncio.Future[str | None]:
+        """Queue one write; the future gives None when the device confirmed it, else what went wrong."""
+        fut: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        self._writes.append((dev, function, address, value, fut))
+        self._wake.set()
+        return fut
+
+    async def _do_writes(self) -> None:
+        while self._writes:
+            dev, function, address, value, fut = self._writes.popleft()
+            if fut.done():
+                continue
+            try:
+                await self.link.write(function, address, value, dev.address, dev.timeout_s)
+                result: str | None = None
+            except ReadError as err:
+                result = f"{err.kind}: {err}"
+            except ValueError as err:
+                result = str(err)
+            if not fut.done():
+                fut.set_result(result)
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -135,14 +162,22 @@ class ModbusBusWorker:
             d.schedule_first(loop.time())
         try:
             while True:
+                if self._writes:
+                    await self._do_writes()
                 dev = min(self.devices, key=lambda d: d.due)
                 delay = dev.due - loop.time()
                 if delay > 0:
-                    await asyncio.sleep(delay)
+                    self._wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), delay)
+                    continue  # a write came in, or it is time: look again
                 await self.poll_scheduled(dev)
                 dev.schedule_next(loop.time())
         finally:
             self.link.close()
+            for *_, fut in self._writes:
+                if not fut.done():
+                    fut.set_result("acquisition stopped")
 
     async def poll_scheduled(self, dev: DeviceState) -> DeviceReading:
         loop = asyncio.get_running_loop()
@@ -295,6 +330,17 @@ class Acquisition:
 
     def health(self) -> dict[str, DeviceHealth]:
         return {name: s.health for name, s in self.states.items()}
+
+    async def write(self, device: str, function: int, address: int, value: int) -> str | None:
+        """Write one coil (FC 5, value 1/0) or register (FC 6) of `device` on its bus, between polls. Returns None
+        when the device confirmed it, else a one-line reason. Needs `run` to be running."""
+        state = self.states.get(device)
+        if state is None:
+            return f"device {device} is not polled (unknown or disabled)"
+        for w in self.modbus_workers:
+            if any(d is state for d in w.devices):
+                return await w.write(state, function, address, value)
+        return f"device {device} is not on a Modbus bus"
 
     def link_reconnects(self) -> dict[str, int]:
         return {w.bus.name: w.link.reconnects for w in self.modbus_workers}

@@ -10,9 +10,9 @@ packet that was acknowledged before.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from gateway.hj212.codec import Cp
 from gateway.model import Flag
@@ -79,3 +79,24 @@ class AggregateFeed(Protocol):
         """Closed aggregates of `window` with begin_ms <= start <= end_ms, oldest first (2051/2061/2031
         history requests)."""
         ...
+
+
+class LogAggregateFeed:
+    """The AggregateFeed of `plume run`: the processing stage writes every closed window to the durable log as an
+    `aggregate` record; the uplink reads them there (live, with its cursor) and asks the log for history.
+    `log` is a callable giving the gateway's open log (the feed is built before the log is opened)."""
+
+    def __init__(self, log: Callable[[], Any]):
+        self._log = log
+
+    def aggregates(self, rec: LogRecord) -> Sequence[Aggregate]:
+        if rec.kind == "aggregate":
+            return [rec.payload]
+        return ()
+
+    async def history(self, window: str, begin_ms: int, end_ms: int) -> Sequence[Aggregate]:
+        lg = self._log()
+        if lg is None:
+            return []
+        found: list[Aggregate] = await lg.aggregates(window, begin_ms, end_ms)
+        return sorted(found, key=lambda a: (a.start, a.device))

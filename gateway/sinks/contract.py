@@ -11,15 +11,27 @@ Topics, under a configurable prefix (default `plume`):
   A channel may carry "note". Values are numbers or, for text channels, strings.
 - `{prefix}/{site}/status`  retained `online` / `offline` (the last will: offline also after a crash or a dead link).
 - `{prefix}/{site}/health`  retained JSON health snapshot, every `health_interval_s`.
-Later issues add aggregates and alarms under the same `{prefix}/{site}/` root.
+
+Additions (same version: new topics only, nothing above changes), see docs-integration.md:
+- `{prefix}/{site}/{device}/agg/{window}`  one message per closed window (QoS as data, not retained):
+  {"v":1,"site":..,"device":..,"kind":"dust","window":"15m","start":ms,"end":ms,"expected":15,"partial":false,
+   "values":{"pm10":{"unit":"ug/m3","avg":..,"min":..,"max":..,"n":15,"valid":15,"flag":"N"[,"mass":kg]}}}
+- `{prefix}/{site}/alarms/events`  every alarm lifecycle event (raised, acknowledged, renotify, cleared) as JSON,
+  with `event_id`, `alarm_id` and `idempotency_key` (QoS 1, not retained; duplicates share the event_id).
+- `{prefix}/{site}/alarms/active/{rule}/{device}/{channel}`  retained: the alarm active there now (the state after
+  its latest event); an empty retained message once it cleared. `-` stands for an empty device or channel.
+- Commands the gateway subscribes to (QoS 1): `{prefix}/{site}/alarms/ack` {"alarm_id", "by", "note"};
+  `{prefix}/{site}/maintenance` {"on": true|false|null, "device": name|null, "by"};
+  `{prefix}/{site}/actuators/{name}/set` {"mode": "on"|"off"|"auto", "by"}.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from typing import Any
 
-from gateway.store.codec import LogRecord
+from gateway.store.codec import AlarmRecord, LogRecord
 
 CONTRACT_VERSION = 1
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
@@ -68,3 +80,75 @@ def data_payload(record: LogRecord) -> bytes:
 
 def json_payload(data: object) -> bytes:
     return _dumps(data).encode()
+
+
+# --- aggregates and alarms ----------------------------------------------------------------------------------------
+
+def agg_topic(prefix: str, site: str, device: str, window: str) -> str:
+    return f"{prefix}/{site}/{device}/agg/{window}"
+
+
+def alarm_events_topic(prefix: str, site: str) -> str:
+    return f"{prefix}/{site}/alarms/events"
+
+
+def alarm_active_topic(prefix: str, site: str, rule: str, device: str, channel: str) -> str:
+    return f"{prefix}/{site}/alarms/active/{rule}/{device or '-'}/{channel or '-'}"
+
+
+def ack_topic(prefix: str, site: str) -> str:
+    return f"{prefix}/{site}/alarms/ack"
+
+
+def maintenance_topic(prefix: str, site: str) -> str:
+    return f"{prefix}/{site}/maintenance"
+
+
+def actuator_set_topic(prefix: str, site: str, actuator: str) -> str:
+    return f"{prefix}/{site}/actuators/{actuator}/set"
+
+
+MASS_UNITS = {"kg": 1.0, "g": 0.001, "t": 1000.0}
+
+
+def mass_kg(cou: float | None, cou_unit: str) -> float | None:
+    """The cumulative total of a mass-rate channel in kg (None for other totals, e.g. m3 of a flow)."""
+    factor = MASS_UNITS.get(cou_unit)
+    if cou is None or factor is None or not math.isfinite(cou):
+        return None
+    return cou * factor
+
+
+def agg_payload(agg: Any) -> bytes:
+    values: dict[str, dict[str, object]] = {}
+    for ch, a in agg.channels.items():
+        item: dict[str, object] = {"unit": a.unit, "avg": _clean(a.avg), "min": _clean(a.min), "max": _clean(a.max),
+                                   "n": a.n, "valid": a.valid, "flag": a.flag.value}
+        mass = mass_kg(a.cou, a.cou_unit)
+        if mass is not None:
+            item["mass"] = mass
+        values[ch] = item
+    return _dumps({"v": CONTRACT_VERSION, "site": agg.site, "device": agg.device, "kind": agg.kind,
+                   "window": agg.window, "start": agg.start, "end": agg.end, "expected": agg.expected,
+                   "partial": agg.partial, "values": values}).encode()
+
+
+def _clean_json(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: _clean(v) for k, v in d.items()}
+
+
+def alarm_event_payload(rec: AlarmRecord) -> bytes:
+    body = _clean_json(rec.event.to_json())
+    body["v"] = CONTRACT_VERSION
+    return _dumps(body).encode()
+
+
+def alarm_active_payload(rec: AlarmRecord) -> bytes:
+    """The retained state after this event; b"" (clears the retained message) once the alarm cleared."""
+    if rec.active is None:
+        return b""
+    body = _clean_json(rec.active)
+    body["v"] = CONTRACT_VERSION
+    body["state"] = rec.event.type.value
+    body["updated"] = rec.event.ts
+    return _dumps(body).encode()

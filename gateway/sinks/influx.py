@@ -21,8 +21,8 @@ from gateway.sinks.backoff import Backoff, Outage
 from gateway.sinks.base import DeliveredHook, HealthProvider, SinkStatus
 from gateway.sinks.config import InfluxSinkConfig
 from gateway.sinks.influx_http import TransportError, Writer, make_writer
-from gateway.sinks.lineproto import reading_line
-from gateway.store.codec import LogRecord
+from gateway.sinks.lineproto import aggregate_line, alarm_line, reading_line
+from gateway.store.codec import AGGREGATE, ALARM, READING, LogRecord
 from gateway.store.log import DurableLog
 
 log = logging.getLogger("plume.sink.influx")
@@ -38,6 +38,17 @@ class Verdict(enum.Enum):
 
 class Closing(Exception):
     """The gateway is stopping while the server does not take the batch: leave it in the log."""
+
+
+def record_line(rec: LogRecord) -> str | None:
+    """The point of a log record: readings, aggregates, alarm events (not checkpoints); None for other kinds."""
+    if rec.kind == READING:
+        return reading_line(rec.reading)
+    if rec.kind == AGGREGATE:
+        return aggregate_line(rec.payload)
+    if rec.kind == ALARM and not rec.payload.checkpoint:
+        return alarm_line(rec.payload.event)
+    return None
 
 
 class InfluxSink:
@@ -103,7 +114,7 @@ class InfluxSink:
                 return
             items: list[Item] = []
             for rec in records:
-                line = reading_line(rec.reading)
+                line = record_line(rec)
                 if line is not None:
                     items.append((rec, line))
             if items:

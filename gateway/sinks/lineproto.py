@@ -8,11 +8,20 @@
 - one string field `<channel>_flag` per channel with its HJ 212 data flag;
 - the poll timestamp in ms (write with precision=ms). The same reading always gives the same point, so a re-send
   after a crash or an outage overwrites instead of doubling.
+
+Aggregates (`aggregate_line`): measurement `<kind>_<window>` (dust_15m, cems_1h), tags site and device; fields
+`<ch>_avg`, `<ch>_min`, `<ch>_max` (floats), `<ch>_n`, `<ch>_valid` (integers), `<ch>_flag` (string),
+`<ch>_mass` (float, kg: the cumulative mass of a mass-rate channel such as `so2_rate`), and `partial=true` only
+for a partial window; time = the window start.
+Alarm events (`alarm_line`): measurement `alarms`, tags site, device, channel, rule (an empty one is left out);
+fields state, active (1 while raised/acknowledged/renotify, 0 once cleared), value, limit, window, started (epoch
+ms), event_id, message; time = the event's time.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from gateway.model import DeviceReading
 
@@ -86,3 +95,71 @@ def point(measurement: str, tags: dict[str, str], fields: dict[str, object], ts_
         return None
     tag_text = "".join(f",{escape_key(k)}={escape_key(v)}" for k, v in tags.items() if v)
     return f"{escape_measurement(measurement)}{tag_text} {','.join(parts)} {ts_ms}"
+
+
+_AGG_SUFFIXES: dict[str, tuple[str, str, str, str, str, str, str]] = {}
+
+
+def _agg_keys(channel: str) -> tuple[str, str, str, str, str, str, str]:
+    keys = _AGG_SUFFIXES.get(channel)
+    if keys is None:
+        k = escape_key(channel)
+        keys = _AGG_SUFFIXES[channel] = (k + "_avg=", k + "_min=", k + "_max=", k + "_n=", k + "_valid=",
+                                         k + "_flag=", k + "_mass=")
+    return keys
+
+
+def _float(v: object) -> str | None:
+    if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+        return repr(float(v))
+    return None
+
+
+def aggregate_line(agg: Any) -> str | None:
+    """One point per closed window (schema above); None when it has no channel."""
+    from gateway.sinks.contract import mass_kg
+
+    if not agg.channels:
+        return None
+    parts: list[str] = []
+    for ch, a in agg.channels.items():
+        k_avg, k_min, k_max, k_n, k_valid, k_flag, k_mass = _agg_keys(ch)
+        for key, v in ((k_avg, a.avg), (k_min, a.min), (k_max, a.max)):
+            text = _float(v)
+            if text is not None:
+                parts.append(key + text)
+        parts.append(f"{k_n}{int(a.n)}i")
+        parts.append(f"{k_valid}{int(a.valid)}i")
+        parts.append(k_flag + '"' + a.flag.value + '"')
+        mass = _float(mass_kg(a.cou, a.cou_unit))
+        if mass is not None:
+            parts.append(k_mass + mass)
+    if agg.partial:
+        parts.append("partial=true")
+    return (f"{escape_measurement(f'{agg.kind}_{agg.window}')},site={escape_key(agg.site)},"
+            f"device={escape_key(agg.device)} {','.join(parts)} {agg.start}")
+
+
+ACTIVE_STATES = {"raised", "acknowledged", "renotify"}
+
+
+def alarm_line(ev: Any) -> str:
+    """One point per alarm lifecycle event (schema above)."""
+    state = ev.type.value
+    fields: dict[str, object] = {"state": state, "active": 1 if state in ACTIVE_STATES else 0}
+    for key, v in (("value", ev.value), ("limit", ev.limit)):
+        text = _float(v)
+        if text is not None:
+            fields[key] = float(v)
+    fields.update({"window": ev.window, "started": int(ev.start), "event_id": ev.event_id, "message": ev.message})
+    parts = []
+    for k, v in fields.items():
+        if isinstance(v, int) and not isinstance(v, bool):
+            parts.append(f"{k}={v}i")
+        elif isinstance(v, float):
+            parts.append(f"{k}={v!r}")
+        else:
+            parts.append(f'{k}="{escape_string(str(v))}"')
+    tags = "".join(f",{k}={escape_key(v)}" for k, v in (("channel", ev.channel), ("device", ev.device),
+                                                        ("rule", ev.rule), ("site", ev.site)) if v)
+    return f"alarms{tags} {','.join(parts)} {ev.ts}"

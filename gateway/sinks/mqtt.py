@@ -7,16 +7,25 @@
   link or the process dies, and a clean shutdown publishes `offline` itself.
 - Reconnects back off exponentially with jitter; the first failure of an outage is an ERROR line naming the
   broker and the reason (bad password, TLS, refused), repeats are quiet.
+- Window aggregates go to `{prefix}/{site}/{device}/agg/{window}`; alarm events to `{prefix}/{site}/alarms/events`
+  plus the retained current state `{prefix}/{site}/alarms/active/{rule}/{device}/{channel}` (see contract.py);
+  other record kinds (actuations, commands, alarm checkpoints) are passed over.
+- Commands (acknowledge, maintenance switch, actuator override) arrive on the command topics and are handed to
+  the gateway (`set_command_handler`), which writes them to the log; retained command messages are ignored
+  (a command is an event, not a state).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import ssl
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import aiomqtt
 from aiomqtt.exceptions import MqttConnectError
@@ -25,8 +34,23 @@ from paho.mqtt.reasoncodes import ReasonCode
 from gateway.sinks.backoff import Backoff, Outage
 from gateway.sinks.base import DeliveredHook, HealthProvider, SinkStatus
 from gateway.sinks.config import MqttSinkConfig
-from gateway.sinks.contract import data_payload, data_topic, health_topic, json_payload, status_topic
-from gateway.store.codec import LogRecord
+from gateway.sinks.contract import (
+    ack_topic,
+    actuator_set_topic,
+    agg_payload,
+    agg_topic,
+    alarm_active_payload,
+    alarm_active_topic,
+    alarm_event_payload,
+    alarm_events_topic,
+    data_payload,
+    data_topic,
+    health_topic,
+    json_payload,
+    maintenance_topic,
+    status_topic,
+)
+from gateway.store.codec import AGGREGATE, ALARM, READING, LogRecord
 from gateway.store.log import DurableLog
 
 log = logging.getLogger("plume.sink.mqtt")
@@ -104,6 +128,16 @@ class MqttSink:
         self._topics: dict[str, str] = {}
         self._status_topic = status_topic(cfg.topic_prefix, site_id)
         self._health_topic = health_topic(cfg.topic_prefix, site_id)
+        self._events_topic = alarm_events_topic(cfg.topic_prefix, site_id)
+        self._ack_topic = ack_topic(cfg.topic_prefix, site_id)
+        self._maintenance_topic = maintenance_topic(cfg.topic_prefix, site_id)
+        self._actuator_topic = actuator_set_topic(cfg.topic_prefix, site_id, "+")
+        self._on_command: Callable[[dict[str, Any]], str | None] | None = None
+        self.commands_received = 0
+
+    def set_command_handler(self, handler: Callable[[dict[str, Any]], str | None]) -> None:
+        """Where commands received on the command topics go (the gateway logs them); returns a problem or None."""
+        self._on_command = handler
 
     def set_health(self, provider: HealthProvider, interval_s: float | None = None) -> None:
         self._health = provider
@@ -169,6 +203,8 @@ class MqttSink:
 
     async def _session(self, client: aiomqtt.Client) -> bool:
         """Publish until the log closes (True) or the connection breaks (raises MqttError)."""
+        if self._on_command is not None:
+            await client.subscribe([(self._ack_topic, 1), (self._maintenance_topic, 1), (self._actuator_topic, 1)])
         pump = asyncio.create_task(self._pump(client), name=f"mqtt[{self.name}].pump")
         watch = asyncio.create_task(self._watch(client), name=f"mqtt[{self.name}].watch")
         tasks = [pump, watch]
@@ -186,16 +222,48 @@ class MqttSink:
         raise aiomqtt.MqttError("connection lost")
 
     async def _watch(self, client: aiomqtt.Client) -> None:
-        """Raises MqttError as soon as the connection drops (aiomqtt ends its message iterator then)."""
-        async for _ in client.messages:
-            pass
+        """Raises MqttError as soon as the connection drops (aiomqtt ends its message iterator then). Hands
+        commands to the gateway."""
+        async for msg in client.messages:
+            if self._on_command is not None:
+                self._command(str(msg.topic), msg.payload, bool(msg.retain))
+
+    def _command(self, topic: str, payload: Any, retained: bool) -> None:
+        if retained:
+            log.warning("mqtt[%s]: ignoring a retained command on %s (publish commands without retain)",
+                        self.name, topic)
+            return
+        try:
+            body = json.loads(payload) if payload else {}
+            if not isinstance(body, dict):
+                raise ValueError("not a JSON object")
+        except (ValueError, UnicodeDecodeError) as exc:
+            log.warning("mqtt[%s]: command on %s is not JSON (%s); ignored", self.name, topic, exc)
+            return
+        if topic == self._ack_topic:
+            cmd = {"type": "ack", "alarm_id": body.get("alarm_id"), "by": body.get("by", ""),
+                   "note": body.get("note", "")}
+        elif topic == self._maintenance_topic:
+            cmd = {"type": "maintenance", "on": body.get("on"), "device": body.get("device"), "by": body.get("by", "")}
+        else:
+            parts = topic.split("/")
+            cmd = {"type": "override", "actuator": parts[-2] if len(parts) >= 2 else "", "mode": body.get("mode"),
+                   "by": body.get("by", "")}
+        cmd["source"] = f"mqtt:{self.name}"
+        assert self._on_command is not None
+        problem = self._on_command(cmd)
+        self.commands_received += 1
+        if problem:
+            log.warning("mqtt[%s]: command on %s refused: %s", self.name, topic, problem)
 
     async def _pump(self, client: aiomqtt.Client) -> bool:
         cfg = self.cfg
         after = self.consumer.acked
-        window: deque[tuple[LogRecord, asyncio.Future[None]]] = deque()
+        window: deque[tuple[LogRecord, asyncio.Future[Any]]] = deque()
         publish = client.publish
         qos, retain, timeout = cfg.qos, cfg.retain, cfg.timeout_s
+        passed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        passed.set_result(None)  # records of kinds this sink does not publish
         try:
             while True:
                 if window and self.log.committed_id <= after:
@@ -207,9 +275,13 @@ class MqttSink:
                 for rec in records:
                     if len(window) >= cfg.inflight:
                         await self._settle(window, 1)
-                    fut: asyncio.Future[None] = asyncio.ensure_future(
-                        publish(self._topic(rec), data_payload(rec), qos=qos, retain=retain, timeout=timeout)
-                    )
+                    fut: asyncio.Future[Any]
+                    if rec.kind == READING:
+                        fut = asyncio.ensure_future(
+                            publish(self._topic(rec), data_payload(rec), qos=qos, retain=retain, timeout=timeout)
+                        )
+                    else:
+                        fut = self._publish_record(client, rec) or passed
                     window.append((rec, fut))
                     after = rec.id
                 self._settle_done(window)
@@ -217,13 +289,13 @@ class MqttSink:
             for _, fut in window:
                 fut.cancel()
 
-    async def _settle(self, window: deque[tuple[LogRecord, asyncio.Future[None]]], at_least: int) -> None:
+    async def _settle(self, window: deque[tuple[LogRecord, asyncio.Future[Any]]], at_least: int) -> None:
         """Wait until `at_least` of the oldest messages are confirmed, then advance the cursor."""
         for i in range(min(at_least, len(window))):
             await window[i][1]
         self._settle_done(window)
 
-    def _settle_done(self, window: deque[tuple[LogRecord, asyncio.Future[None]]]) -> None:
+    def _settle_done(self, window: deque[tuple[LogRecord, asyncio.Future[Any]]]) -> None:
         done: list[LogRecord] = []
         while window and window[0][1].done():
             rec, fut = window.popleft()
@@ -235,6 +307,25 @@ class MqttSink:
             self.status.delivered(done)
             if self._on_delivered is not None:
                 self._on_delivered(done)
+
+    def _publish_record(self, client: aiomqtt.Client, rec: LogRecord) -> asyncio.Future[Any] | None:
+        """Aggregates and alarm events; None for kinds this sink passes over."""
+        cfg = self.cfg
+        if rec.kind == AGGREGATE:
+            agg = rec.payload
+            topic = agg_topic(cfg.topic_prefix, self.site_id, agg.device, agg.window)
+            return asyncio.ensure_future(client.publish(topic, agg_payload(agg), qos=cfg.qos, retain=cfg.retain,
+                                                        timeout=cfg.timeout_s))
+        if rec.kind == ALARM and not rec.payload.checkpoint:
+            ev = rec.payload.event
+            active = alarm_active_topic(cfg.topic_prefix, self.site_id, ev.rule, ev.device, ev.channel)
+            qos = max(1, cfg.qos)
+            return asyncio.gather(
+                client.publish(self._events_topic, alarm_event_payload(rec.payload), qos=qos, timeout=cfg.timeout_s),
+                client.publish(active, alarm_active_payload(rec.payload), qos=qos, retain=True,
+                               timeout=cfg.timeout_s),
+            )
+        return None
 
     def _topic(self, rec: LogRecord) -> str:
         device = rec.reading.device

@@ -73,6 +73,7 @@ async def test_disk_cap_drops_the_oldest_while_a_sink_is_down_and_says_so(
     site = write_site("""
         site: {{id: test-site}}
         store: {{dir: "{tmp}/log", max_disk_mb: 0.1, commit_interval_ms: 100}}
+        windows: {{devices: []}}          # no aggregate records: every id dropped is a reading
         sinks:
           - {{type: mqtt, name: broker, host: 127.0.0.1, port: {mqtt}, health_interval_s: 0.5}}
           - {{type: influx, name: tsdb, url: "http://127.0.0.1:{influx}", database: plume, linger_ms: 100,
