@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from gateway.config import ConfigError, RtuBus, RtuOverTcpBus, Site, TcpBus, load_site, site_schema
+from gateway.grafana_push import grafana_app
 from gateway.hj212.cli import hj212_app
 
 app = typer.Typer(
@@ -24,6 +25,7 @@ profiles_app = typer.Typer(no_args_is_help=True, help="The built-in device profi
 app.add_typer(config_app, name="config")
 app.add_typer(profiles_app, name="profiles")
 app.add_typer(hj212_app, name="hj212", help="Decode and encode HJ 212 packets (debugging tools for integrators).")
+app.add_typer(grafana_app, name="grafana", help="Push the Grafana boards to a running Grafana.")
 
 # Piped output (CI logs, `| less`) gets wide lines instead of rich's 80-column default.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
