@@ -55,7 +55,7 @@ def needs(query: str) -> set[str]:
         out.add("aggregates")
     if m == "alarms":
         out.add("alarms")
-    if not AGGREGATE.match(m) and DERIVED.search(query.split(" FROM ", 1)[0]):
+    if m == "cems" and DERIVED.search(query.split(" FROM ", 1)[0]):  # raw stack readings (not success_rate)
         out.add("cems-derived")
     return out
 
