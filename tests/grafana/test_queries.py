@@ -12,8 +12,8 @@ answer without an error, with at least one series, with every column the query's
 value each) and the GROUP BY tags. Per panel: every field the panel refers to by name (transformations, geomap
 layers, XY dimensions, overrides) is among what its queries return.
 
-Targets that read what the processing stage writes (aggregates, derived CEMS channels, alarms) are written as
-they must run once `plume run` writes those measurements, and skipped until then (PENDING).
+Targets that read what the processing stage writes (aggregates, derived CEMS channels, alarms) run like the rest;
+PENDING can skip a kind of target, with its reason, while the pipeline does not write it.
 """
 
 from __future__ import annotations
@@ -39,12 +39,9 @@ from .grafana_sim import ESCAPERS, Value, interpolate, leftover_variables, panel
 
 AGGREGATE = re.compile(r"^\w+_(1m|5m|10m|15m|20m|30m|1h|1d)$")
 DERIVED = re.compile(r'"\w+_(zs|std|rate)(_\w+)?"|"flow_std"')
-WAITING = "needs {what} in the pipeline: processing integration in progress"
-PENDING: dict[str, str] = {
-    "aggregates": WAITING.format(what="aggregates (<kind>_<window>)"),
-    "alarms": WAITING.format(what="alarms (the alarms measurement)"),
-    "cems-derived": WAITING.format(what="the derived CEMS channels (_zs, _std, _rate, flow_std)"),
-}
+# What the pipeline did not write yet (reason per kind); empty since aggregates, alarms and derived CEMS channels
+# are written by `plume run`.
+PENDING: dict[str, str] = {}
 
 
 def needs(query: str) -> set[str]:
