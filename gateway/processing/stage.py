@@ -96,6 +96,15 @@ class RegulatoryStage:
         self._last_stats = 0
         self._last_checkpoint = 0
         self.counters = {"aggregates": 0, "alarm_events": 0, "writes": 0, "write_failures": 0, "commands": 0}
+        periods = set(cfg.windows.periods)
+        for up in cfg.uplinks:  # 2051 is built from the window of its interval: say so when it is not computed
+            minute = up.send.minute
+            if minute is not None:
+                window = "1h" if minute.interval_min == 60 else f"{minute.interval_min}m"
+                if window not in periods:
+                    log.warning("uplink %s: minute data (2051) every %d min needs the %s window, which "
+                                "windows.periods does not compute (%s): no 2051 will be sent", up.name,
+                                minute.interval_min, window, ", ".join(cfg.windows.periods))
 
     # --- before the log ------------------------------------------------------------------------------------------
     def prepare(self, reading: DeviceReading) -> None:

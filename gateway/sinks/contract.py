@@ -20,9 +20,9 @@ Additions (same version: new topics only, nothing above changes), see docs-integ
   with `event_id`, `alarm_id` and `idempotency_key` (QoS 1, not retained; duplicates share the event_id).
 - `{prefix}/{site}/alarms/active/{rule}/{device}/{channel}`  retained: the alarm active there now (the state after
   its latest event); an empty retained message once it cleared. `-` stands for an empty device or channel.
-- Commands the gateway subscribes to (QoS 1): `{prefix}/{site}/alarms/ack` {"alarm_id", "by", "note"};
-  `{prefix}/{site}/maintenance` {"on": true|false|null, "device": name|null, "by"};
-  `{prefix}/{site}/actuators/{name}/set` {"mode": "on"|"off"|"auto", "by"}.
+- Commands the gateway subscribes to (QoS 1), under `{prefix}/{site}/cmd/` (the fleet broker's ACL lets a gateway
+  read only its own `cmd/#`): `cmd/ack` {"alarm_id", "by", "note"}; `cmd/maintenance` {"on": true|false|null,
+  "device": name|null, "by"}; `cmd/actuators/{name}` {"mode": "on"|"off"|"auto", "by"}.
 """
 
 from __future__ import annotations
@@ -97,15 +97,15 @@ def alarm_active_topic(prefix: str, site: str, rule: str, device: str, channel: 
 
 
 def ack_topic(prefix: str, site: str) -> str:
-    return f"{prefix}/{site}/alarms/ack"
+    return f"{prefix}/{site}/cmd/ack"
 
 
 def maintenance_topic(prefix: str, site: str) -> str:
-    return f"{prefix}/{site}/maintenance"
+    return f"{prefix}/{site}/cmd/maintenance"
 
 
 def actuator_set_topic(prefix: str, site: str, actuator: str) -> str:
-    return f"{prefix}/{site}/actuators/{actuator}/set"
+    return f"{prefix}/{site}/cmd/actuators/{actuator}"
 
 
 MASS_UNITS = {"kg": 1.0, "g": 0.001, "t": 1000.0}

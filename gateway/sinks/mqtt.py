@@ -246,8 +246,7 @@ class MqttSink:
         elif topic == self._maintenance_topic:
             cmd = {"type": "maintenance", "on": body.get("on"), "device": body.get("device"), "by": body.get("by", "")}
         else:
-            parts = topic.split("/")
-            cmd = {"type": "override", "actuator": parts[-2] if len(parts) >= 2 else "", "mode": body.get("mode"),
+            cmd = {"type": "override", "actuator": topic.rsplit("/", 1)[-1], "mode": body.get("mode"),
                    "by": body.get("by", "")}
         cmd["source"] = f"mqtt:{self.name}"
         assert self._on_command is not None

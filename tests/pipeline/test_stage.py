@@ -137,7 +137,7 @@ async def test_windows_and_alarms_reach_the_log_mqtt_and_influxdb_and_survive_a_
                 loop.call_soon_threadsafe(gate.set)
             elif gw2.stage is not None and gw2.stage.alarms.active():  # (again until the sink has subscribed)
                 ack = json.dumps({"alarm_id": alarm_id, "by": "officer li"})
-                mqtt_publish.single("plume/test-site/alarms/ack", ack, qos=1, hostname="127.0.0.1", port=mosquitto.port)
+                mqtt_publish.single("plume/test-site/cmd/ack", ack, qos=1, hostname="127.0.0.1", port=mosquitto.port)
             return Replay.done.is_set() and "cleared" in types
 
         await run_until(gw2, progress, "acknowledged and cleared")
