@@ -133,7 +133,8 @@ async def _demo(site: Site, duration: float | None, seed: int, console: Console,
         with Live(view(), console=console, refresh_per_second=2, transient=False) as live:
             while not stop.is_set() and not task.done():
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), 0.5)
+                    async with asyncio.timeout(0.5):
+                        await stop.wait()
                 if with_sinks:
                     health = await gw.health()
                 live.update(view())

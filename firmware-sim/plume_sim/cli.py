@@ -34,7 +34,8 @@ async def _run(sim: Simulator, duration: float | None) -> None:
             _print(line)
         _print(f"ready: {len(sim.devices)} devices, seed {sim.seed}")
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), duration)
+            async with asyncio.timeout(duration):
+                await stop.wait()
     finally:
         await sim.stop()
         for sig in (signal.SIGINT, signal.SIGTERM):

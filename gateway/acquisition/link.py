@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pymodbus import FramerType
@@ -114,56 +115,18 @@ class ModbusLink:
             self._client.close()
             self._client = None
 
-    async def write(self, function: int, address: int, value: int, device_id: int, timeout_s: float) -> None:
-        """FC 5 (one coil: `value` true/false) or FC 6 (one holding register); ReadError when it did not happen."""
+    async def _transact(self, call: Callable[[Any], Awaitable[Any]], timeout_s: float) -> Any:
+        """One request/answer on the link, after the pause the line needs; the answer, or ReadError."""
         await self.open()
-        wait = self._last_end + self.pause_s - asyncio.get_running_loop().time()
+        loop = asyncio.get_running_loop()
+        wait = self._last_end + self.pause_s - loop.time()
         if wait > 0:
             await asyncio.sleep(wait)
-        client = self._client
         self._rx_bytes = 0
         try:
-            if function == 5:
-                call = client.write_coil(address, bool(value), device_id=device_id)
-            elif function == 6:
-                call = client.write_register(address, int(value), device_id=device_id)
-            else:
-                raise ValueError(f"function {function} is not a single write (5 or 6)")
-            rr = await asyncio.wait_for(call, timeout_s)
-        except TimeoutError:
-            if self._rx_bytes:
-                msg = f"{self._rx_bytes} bytes received but no valid frame (CRC/framing)"
-                raise ReadError("garbled", msg) from None
-            raise ReadError("timeout", f"no answer within {timeout_s:g} s") from None
-        except asyncio.CancelledError:
-            raise
-        except ValueError:
-            raise
-        except Exception as exc:
-            self.close()
-            raise ReadError("link", f"link error on {self.where}: {exc}") from None
-        finally:
-            self._last_end = asyncio.get_running_loop().time()
-        if rr.isError():
-            code = int(getattr(rr, "exception_code", 0))
-            raise ReadError("exception", f"Modbus exception {code} ({EXCEPTION_NAMES.get(code, 'unknown')})", code)
-
-    async def read(self, function: int, address: int, count: int, device_id: int, timeout_s: float) -> list[int]:
-        """Registers (FC 3/4) or bits (FC 1/2) as a list of ints; ReadError when there is nothing usable."""
-        await self.open()
-        wait = self._last_end + self.pause_s - asyncio.get_running_loop().time()
-        if wait > 0:
-            await asyncio.sleep(wait)
-        client = self._client
-        call = {
-            1: client.read_coils,
-            2: client.read_discrete_inputs,
-            3: client.read_holding_registers,
-            4: client.read_input_registers,
-        }[function]
-        self._rx_bytes = 0
-        try:
-            rr = await asyncio.wait_for(call(address, count=count, device_id=device_id), timeout_s)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation (shutdown would hang)
+            async with asyncio.timeout(timeout_s):
+                rr = await call(self._client)
         except TimeoutError:
             if self._rx_bytes:
                 msg = f"{self._rx_bytes} bytes received but no valid frame (CRC/framing)"
@@ -175,10 +138,32 @@ class ModbusLink:
             self.close()
             raise ReadError("link", f"link error on {self.where}: {exc}") from None
         finally:
-            self._last_end = asyncio.get_running_loop().time()
+            self._last_end = loop.time()
         if rr.isError():
             code = int(getattr(rr, "exception_code", 0))
             raise ReadError("exception", f"Modbus exception {code} ({EXCEPTION_NAMES.get(code, 'unknown')})", code)
+        return rr
+
+    async def write(self, function: int, address: int, value: int, device_id: int, timeout_s: float) -> None:
+        """FC 5 (one coil: `value` true/false) or FC 6 (one holding register); ReadError when it did not happen."""
+        if function not in (5, 6):
+            raise ValueError(f"function {function} is not a single write (5 or 6)")
+
+        def call(client: Any) -> Any:
+            if function == 5:
+                return client.write_coil(address, bool(value), device_id=device_id)
+            return client.write_register(address, int(value), device_id=device_id)
+
+        await self._transact(call, timeout_s)
+
+    async def read(self, function: int, address: int, count: int, device_id: int, timeout_s: float) -> list[int]:
+        """Registers (FC 3/4) or bits (FC 1/2) as a list of ints; ReadError when there is nothing usable."""
+        names = {1: "read_coils", 2: "read_discrete_inputs", 3: "read_holding_registers", 4: "read_input_registers"}
+
+        def call(client: Any) -> Any:
+            return getattr(client, names[function])(address, count=count, device_id=device_id)
+
+        rr = await self._transact(call, timeout_s)
         if function in (1, 2):
             return [int(b) for b in rr.bits[:count]]
         regs = list(rr.registers)

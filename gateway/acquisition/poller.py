@@ -120,6 +120,14 @@ class DeviceState:
             self.probe_at = loop_now + backoff
 
 
+def raise_if_cancelled() -> None:
+    """Python 3.11's asyncio.wait_for (used inside pymodbus) can swallow a cancellation that arrives just as the
+    answer does; the task still counts the request, so honour it here instead of polling on forever."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 class ModbusBusWorker:
     """Polls the devices of one Modbus bus in due order, one transaction at a time."""
 
@@ -169,10 +177,12 @@ class ModbusBusWorker:
                 if delay > 0:
                     self._wake.clear()
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), delay)
+                        async with asyncio.timeout(delay):
+                            await self._wake.wait()
                     continue  # a write came in, or it is time: look again
                 await self.poll_scheduled(dev)
                 dev.schedule_next(loop.time())
+                raise_if_cancelled()
         finally:
             self.link.close()
             for *_, fut in self._writes:

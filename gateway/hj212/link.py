@@ -34,7 +34,8 @@ class Link:
 
     @staticmethod
     async def open(host: str, port: int, timeout: float, name: str) -> Link:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_connection(host, port)
         link = Link(reader, writer, name)
         link._task = asyncio.create_task(link._read(), name=f"hj212[{name}].reader")
         return link

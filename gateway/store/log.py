@@ -188,7 +188,8 @@ class DurableLog:
     async def sleep(self, seconds: float) -> bool:
         """Sleep (a retry backoff) but wake up when the log starts closing; True if it is closing."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._closing_event.wait(), timeout=seconds)
+            async with asyncio.timeout(seconds):
+                await self._closing_event.wait()
         return self._closing
 
     async def close(self) -> None:
@@ -321,14 +322,16 @@ class DurableLog:
         failing = False
         while True:
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout=CAP_CHECK_S)
+                async with asyncio.timeout(CAP_CHECK_S):
+                    await self._wake.wait()
             except TimeoutError:
                 await self._maintain()
                 continue
             delay = last + interval - time.monotonic()
             if delay > 0 and not self._full.is_set():
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._full.wait(), timeout=delay)
+                    async with asyncio.timeout(delay):
+                        await self._full.wait()
             self._wake.clear()
             last = time.monotonic()
             try:
@@ -379,7 +382,8 @@ class DurableLog:
                 if remaining <= 0:
                     break
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._committed.wait(), timeout=remaining)
+                    async with asyncio.timeout(remaining):
+                        await self._committed.wait()
             after = max(after, self.first_id - 1)
         tail = self._tail
         if tail and tail[0].id <= after + 1:

@@ -183,7 +183,8 @@ class PlatformSim:
                 raise TimeoutError(f"{len(hits)} of {count} expected packets within {timeout} s "
                                    f"({len(self.received)} received; last: {seen or 'none'})")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await changed.wait()
 
     async def wait_until(self, cond: Callable[[], bool], *, timeout: float = 10.0, what: str = "condition") -> None:
         """Wait until `cond()` holds; it is checked after every packet and connection change."""
@@ -195,7 +196,8 @@ class PlatformSim:
             if remaining <= 0:
                 raise TimeoutError(f"{what} not reached within {timeout} s")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await changed.wait()
 
     # --- commands to the logger --------------------------------------------------------------------------------
     async def command(self, cn: str, cp: Mapping[str, object] | Cp | None = None, *, mn: str | None = None,
@@ -214,7 +216,8 @@ class PlatformSim:
         await self._send(conn, encode(request))
         self._event(f"out {cn} QN={qn} to MN={conn.mn}")
         try:
-            return await asyncio.wait_for(fut, timeout)
+            async with asyncio.timeout(timeout):
+                return await fut
         except TimeoutError:
             raise TimeoutError(f"command {cn}: no complete answer within {timeout} s (9011 QnRtn={ex.qn_rtn}, "
                                f"{len(ex.data)} data packets, 9012 ExeRtn={ex.exe_rtn})") from None
