@@ -11,6 +11,7 @@ import contextlib
 import shutil
 import signal
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,7 @@ from rich.live import Live
 from rich.table import Table
 
 from gateway.acquisition.poller import Acquisition
+from gateway.alarms.events import AlarmEvent
 from gateway.config import Site
 from gateway.display import readings_table
 from gateway.model import DeviceReading
@@ -87,8 +89,30 @@ async def demo_main(site: Site, duration: float | None, seed: int, console: Cons
             server.stop()
 
 
+SILENT_FROM_S = 8.0
+SILENT_UNTIL_S = 22.0
+
+
+def script_victim(site: Site) -> str | None:
+    """The device the demo silences for a while, so that an alarm is raised and cleared: the last Modbus TCP one."""
+    tcp = [d.name for d in site.devices if d.config.enabled and site.bus(d.config.bus).type == "tcp"]
+    return tcp[-1] if tcp else None
+
+
+def alarms_table(events: list[AlarmEvent]) -> Table:
+    table = Table("time", "event", "rule", "device", "message", title="alarm events (latest 6)", box=None,
+                  padding=(0, 1))
+    style = {"raised": "bold red", "cleared": "green", "acknowledged": "cyan", "renotify": "yellow"}
+    for e in events[-6:]:
+        stamp = datetime.fromtimestamp(e.ts / 1000, UTC).strftime("%H:%M:%S")
+        table.add_row(stamp, f"[{style.get(e.type, 'white')}]{e.type}[/]", e.rule, e.device or "—", e.message)
+    if not events:
+        table.add_row("", "none yet", "", "", "")
+    return table
+
+
 async def _demo(site: Site, duration: float | None, seed: int, console: Console, log_dir: Path,
-                with_sinks: bool) -> int:
+                with_sinks: bool, script: bool = True) -> int:
     from plume_sim import Simulator
 
     from gateway.app import Gateway
@@ -96,11 +120,14 @@ async def _demo(site: Site, duration: float | None, seed: int, console: Console,
     latest: dict[str, DeviceReading] = {}
     committed = 0
 
+    events: list[AlarmEvent] = []
+
     def on_commit(records: list[LogRecord]) -> None:
         nonlocal committed
         for rec in records:
-            latest[rec.reading.device] = rec.reading
-            committed += len(rec.reading.values)
+            if rec.reading.device:  # other kinds (aggregates, alarms...) carry an empty reading
+                latest[rec.reading.device] = rec.reading
+                committed += len(rec.reading.values)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -110,7 +137,9 @@ async def _demo(site: Site, duration: float | None, seed: int, console: Console,
     log_dir.mkdir(parents=True, exist_ok=True)
     gw = Gateway(site, log_path=log_dir / "log.sqlite", with_sinks=with_sinks, grace_s=1.0, health_interval_s=1.0)
     gw.on_commit(on_commit)
-    async with Simulator(site, seed=seed):
+    gw.on_alarm(lambda rec: events.append(rec.payload.event))
+    victim = script_victim(site) if script else None
+    async with Simulator(site, seed=seed) as sim:
         gw_stop = asyncio.Event()
         task = asyncio.create_task(gw.run(gw_stop), name="plume.gateway")
         await asyncio.wait([task, asyncio.create_task(gw.started.wait())], return_when=asyncio.FIRST_COMPLETED)
@@ -118,6 +147,10 @@ async def _demo(site: Site, duration: float | None, seed: int, console: Console,
             task.result()  # the gateway could not start: raise its error
         console.print(f"simulator up for site [bold]{site.id}[/]: {len(site.devices)} devices; gateway polling, "
                       f"every reading committed to {log_dir / 'log.sqlite'} (Ctrl-C to stop)")
+        if victim:
+            console.print(f"scripted fault: device {victim} goes silent at {SILENT_FROM_S:.0f} s and answers again at "
+                          f"{SILENT_UNTIL_S:.0f} s: watch its alarm")
+        fault_on = fault_off = False
 
         health: dict[str, Any] = {}
 
@@ -128,6 +161,7 @@ async def _demo(site: Site, duration: float | None, seed: int, console: Console,
                 parts.append(health_table(gw.source))
             if with_sinks:
                 parts.append(sinks_table(health))
+            parts.append(alarms_table(events))
             return Group(*parts)
 
         with Live(view(), console=console, refresh_per_second=2, transient=False) as live:
@@ -137,6 +171,13 @@ async def _demo(site: Site, duration: float | None, seed: int, console: Console,
                         await stop.wait()
                 if with_sinks:
                     health = await gw.health()
+                elapsed = time.monotonic() - started
+                if victim and not fault_on and elapsed >= SILENT_FROM_S:
+                    sim.set_fault(victim, "dead")
+                    fault_on = True
+                if victim and fault_on and not fault_off and elapsed >= SILENT_UNTIL_S:
+                    sim.set_fault(victim, None)
+                    fault_off = True
                 live.update(view())
                 if duration is not None and time.monotonic() - started >= duration:
                     break
@@ -146,6 +187,9 @@ async def _demo(site: Site, duration: float | None, seed: int, console: Console,
     if with_sinks:
         for name, sink in (health.get("sinks") or {}).items():
             console.print(f"sink {name}: {sink.get('delivered', 0)} readings delivered")
+    kinds = [e.type for e in events]
+    console.print(f"{len(events)} alarm events ({', '.join(f'{kinds.count(k)} {k}' for k in dict.fromkeys(kinds))})"
+                  if events else "no alarm events")
     console.print(f"{committed} values from {len(latest)} devices committed to the durable log in "
                   f"{time.monotonic() - started:.0f} s")
     return 0

@@ -10,17 +10,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_plume_demo_polls_every_example_device_and_commits_to_the_log(tmp_path):
+def test_plume_demo_polls_every_example_device_commits_to_the_log_and_raises_an_alarm(tmp_path):
     r = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "demo", "--duration", "5", "--log-dir", str(tmp_path)],
+        [sys.executable, "-m", "gateway.cli", "demo", "--duration", "32", "--log-dir", str(tmp_path)],
         capture_output=True, text=True, timeout=90, cwd=ROOT,
     )
     assert r.returncode == 0, r.stdout + r.stderr
     for device in ("dust-1", "stack-1", "dust-2", "so2-1", "pm-1"):
         assert device in r.stdout
-    assert "online" in r.stdout and "offline" not in r.stdout
+    # the scripted fault: the last TCP device goes silent, the offline alarm is raised, then cleared
+    assert "2 alarm events (1 raised, 1 cleared)" in r.stdout
+    assert "offline: so2-1 (no successful reading)" in r.stdout
     last = r.stdout.strip().splitlines()[-1]
-    assert "committed to the durable log" in last and int(last.split()[0]) >= 40
+    assert "committed to the durable log" in last and int(last.split()[0]) >= 400
     with sqlite3.connect(tmp_path / "log.sqlite") as db:
         (polls,) = db.execute("select count(*) from readings").fetchone()
     assert polls >= 10, "every poll of every device was committed to the durable log"
