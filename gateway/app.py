@@ -290,7 +290,11 @@ class Gateway:
                 set_handler = getattr(s, "set_command_handler", None)
                 if set_handler is not None:
                     set_handler(stage.command)
-            monitor = self.monitor = HealthMonitor(site.id, lg, self.sinks, lambda: source, stage=stage)
+            info = site.config.site
+            location = ((info.latitude, info.longitude, info.name)
+                        if info.latitude is not None and info.longitude is not None else None)
+            monitor = self.monitor = HealthMonitor(site.id, lg, self.sinks, lambda: source, stage=stage,
+                                                   location=location)
             for s in self.sinks:
                 s.set_health(monitor.snapshot, self.health_interval_s)
             if self.metrics_port is not None:

@@ -33,8 +33,10 @@ class HealthSource(Protocol):
 
 class HealthMonitor:
     def __init__(self, site_id: str, log_: DurableLog, sinks: Sequence[HasStatus],
-                 source: Callable[[], HealthSource | None] | None = None, stage: Any = None):
+                 source: Callable[[], HealthSource | None] | None = None, stage: Any = None,
+                 location: tuple[float, float, str] | None = None):
         self.site_id = site_id
+        self.location = location  # (lat, lon, name): the overview board's map
         self.stage = stage
         self.log = log_
         self.sinks = sinks
@@ -87,6 +89,9 @@ class HealthMonitor:
             }
         st = self.log.stats()
         extra: dict[str, Any] = {}
+        if self.location is not None:
+            lat, lon, name = self.location
+            extra["location"] = {"lat": lat, "lon": lon, "name": name}
         if self.stage is not None:
             active = self.stage.alarms.active()
             extra["alarms"] = {"active": len(active), "ids": [a.alarm_id for a in active],
@@ -112,7 +117,7 @@ class HealthMonitor:
 
 
 def health_lines(snap: Mapping[str, Any], ts_ms: int) -> list[str]:
-    """The snapshot as InfluxDB points: plume_device, plume_sink, plume_log (all fields floats)."""
+    """The snapshot as InfluxDB points: plume_device, plume_sink, plume_log (numbers as floats), plume_site."""
     site = str(snap.get("site", ""))
     lines: list[str | None] = []
     for name, d in snap.get("devices", {}).items():
@@ -128,6 +133,10 @@ def health_lines(snap: Mapping[str, Any], ts_ms: int) -> list[str]:
             "reconnects": float(s["reconnects"]), "latency_p50_ms": s["latency_p50_ms"],
             "latency_p99_ms": s["latency_p99_ms"],
         }, ts_ms))
+    loc = snap.get("location")
+    if loc:
+        lines.append(point("plume_site", {"site": site}, {
+            "lat": float(loc["lat"]), "lon": float(loc["lon"]), "name": loc["name"] or None}, ts_ms))
     lg = snap.get("log")
     if lg:
         lines.append(point("plume_log", {"site": site}, {
