@@ -38,6 +38,14 @@ def check_alarms(site: Site) -> tuple[list[Rule], list[str]]:
             if judged and not any(r.channel in channels[d] for d in judged):
                 problems.append(f"rules ({r.id}).channel: no device it applies to has a channel {r.channel!r} "
                                 f"({', '.join(judged)}); the rule would never fire")
+    intervals = {d.config.name: d.config.poll_interval_s for d in site.devices if d.config.enabled}
+    for r in rules:
+        if isinstance(r, OfflineRule):
+            short = sorted(n for n, iv in intervals.items() if matches(n, r.devices)
+                           and r.after_s <= iv)
+            if short:
+                problems.append(f"rules ({r.id}).after_s: {r.after_s:g} s is not longer than the poll interval of "
+                                f"{', '.join(short)}: the alarm would flap between polls; make it several intervals")
     for w in sorted(windows_needed(rules) - set(cfg.windows.periods)):
         users = ", ".join(r.id for r in rules if isinstance(r, ThresholdRule) and r.window == w)
         problems.append(f"windows.periods: rules judge the {w} window ({users}); add {w}")
