@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from gateway.config import ConfigError, Site
+from gateway.core.model import DeviceReading
 from gateway.health import HealthMonitor, serve_metrics
 from gateway.logsetup import add_secret
-from gateway.model import DeviceReading
 from gateway.processing.stage import RegulatoryStage
 from gateway.sinks.backoff import Backoff
 from gateway.sinks.base import DeliveredHook, Sink

@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
 from gateway.alarms.actuation import ActuatorConfig
 from gateway.alarms.rules import Rule, RulePackRef
 from gateway.alarms.webhooks import NotifyConfig
+from gateway.core.strict import NAME, Strict
 from gateway.hj212.config import UplinkConfig
 from gateway.processing.cems import StackConfig
 from gateway.processing.quality import MaintenanceConfig, StuckRule
@@ -26,12 +27,6 @@ from gateway.profile import Profile, RegisterSpec, StatusSpec, find_profile_file
 from gateway.sinks.config import SINK_TYPES, SinkConfig
 from gateway.store.config import StoreConfig
 from gateway.yamlio import load_yaml
-
-NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class SiteInfo(Strict):

@@ -22,8 +22,8 @@ from rich.table import Table
 from gateway.acquisition.poller import Acquisition
 from gateway.alarms.events import AlarmEvent
 from gateway.config import Site
+from gateway.core.model import DeviceReading
 from gateway.display import readings_table
-from gateway.model import DeviceReading
 from gateway.store.codec import LogRecord
 
 if TYPE_CHECKING:

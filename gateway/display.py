@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from rich.table import Table
 
-from gateway.model import DeviceReading, Flag
+from gateway.core.model import DeviceReading, Flag
 
 FLAG_STYLE = {Flag.N: "green", Flag.B: "bold red", Flag.D: "red", Flag.T: "yellow", Flag.C: "cyan", Flag.M: "cyan"}
 

@@ -11,9 +11,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-from gateway.model import Flag
+from gateway.core.model import Flag
+from gateway.core.strict import Strict
 from gateway.yamlio import load_yaml
 
 MODBUS_MAX_ADDRESS = 0xFFFF
@@ -59,12 +60,6 @@ WORDS_PER_TYPE: dict[DataType, int] = {
     DataType.i64: 4,
     DataType.f64: 4,
 }
-
-
-class Strict(BaseModel):
-    """Unknown keys are errors: a typo in a profile or site file must not pass silently."""
-
-    model_config = ConfigDict(extra="forbid")
 
 
 class Linear(Strict):

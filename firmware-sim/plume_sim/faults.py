@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.model import Flag
+from gateway.core.model import Flag
 from gateway.profile import Profile
 
 KINDS: dict[str, str] = {

@@ -11,7 +11,7 @@ import struct
 from collections.abc import Sequence
 from decimal import Decimal
 
-from gateway.model import ChannelValue, Flag, worst_flag
+from gateway.core.model import ChannelValue, Flag, worst_flag
 from gateway.profile import DataType, Order, RegisterSpec, StatusSpec
 
 _STRUCT: dict[DataType, struct.Struct] = {

@@ -8,7 +8,7 @@ from gateway.acquisition.codec import decode, status_flag
 from gateway.acquisition.link import ReadError
 from gateway.acquisition.planner import Request, plan_profile
 from gateway.config import ResolvedDevice
-from gateway.model import ChannelValue, DeviceReading, Flag, worst_flag
+from gateway.core.model import ChannelValue, DeviceReading, Flag, worst_flag
 from gateway.profile import RegisterSpec, StatusSpec
 
 ERROR_FLAG = {"timeout": Flag.B, "garbled": Flag.B, "link": Flag.B, "exception": Flag.D}

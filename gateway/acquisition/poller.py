@@ -25,7 +25,8 @@ from gateway.acquisition.frames import FrameParser
 from gateway.acquisition.link import ModbusLink, ReadError
 from gateway.acquisition.planner import Request
 from gateway.config import ResolvedDevice, RtuBus, RtuOverTcpBus, SerialFrameBus, Site, TcpBus
-from gateway.model import DeviceReading
+from gateway.core.clock import now_ms
+from gateway.core.model import DeviceReading
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +35,6 @@ LINK_RETRY_MAX_S = 30.0
 
 Emit = Callable[[DeviceReading], None]
 
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 @dataclass(slots=True)

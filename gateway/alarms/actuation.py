@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gateway.alarms.events import AlarmEvent, EventType
 from gateway.alarms.rules import NAME, Rule
-from gateway.processing.localtime import day_start, local_date
+from gateway.core.localtime import day_start, local_date
 
 Mode = Literal["auto", "on", "off"]
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import logging
 import random
-import time
 from zoneinfo import ZoneInfo
 
 from gateway.alarms.outbox import Outbox
 from gateway.alarms.webhooks import WebhookConfig, post, redact, render
+from gateway.core.clock import now_ms
 from gateway.sinks.backoff import Outage
 from gateway.sinks.base import DeliveredHook, HealthProvider, SinkStatus
 from gateway.store.codec import ALARM, LogRecord
@@ -23,9 +23,6 @@ from gateway.store.log import DurableLog
 
 log = logging.getLogger("plume.webhook")
 
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class WebhookSink:

@@ -36,10 +36,10 @@ from gateway.alarms.rules import (
     Rule,
     ThresholdRule,
 )
-from gateway.model import DeviceReading, Flag
+from gateway.core.localtime import day_start, local, local_date, parse_period
+from gateway.core.model import DeviceReading, Flag
+from gateway.core.patterns import matches
 from gateway.processing import units
-from gateway.processing.localtime import day_start, local, local_date, parse_period
-from gateway.processing.quality import matches
 from gateway.processing.windows import WindowAggregate
 
 Key = tuple[str, str, str]

@@ -25,8 +25,6 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     TypeAdapter,
     ValidationError,
@@ -36,18 +34,14 @@ from pydantic import (
     model_validator,
 )
 
-from gateway.model import Flag
-from gateway.processing.localtime import in_daily, minute_of_day, parse_daily, parse_period
+from gateway.core.localtime import in_daily, minute_of_day, parse_daily, parse_period
+from gateway.core.model import Flag
+from gateway.core.strict import NAME, Strict
 from gateway.yamlio import load_yaml
 
-NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 CHANNEL = r"^[a-z][a-z0-9_]*$"
 Severity = Literal["info", "warning", "critical"]
 SEVERITY_RANK: dict[str, int] = {"info": 0, "warning": 1, "critical": 2}
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class RuleBase(Strict):

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from gateway.alarms.rules import OfflineRule, QualityRule, Rule, ThresholdRule, resolve_rules, windows_needed
-from gateway.processing.quality import matches
+from gateway.core.patterns import matches
 
 if TYPE_CHECKING:
     from gateway.config import Site

@@ -22,22 +22,19 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 
 from gateway.alarms.events import AlarmEvent, EventType
 from gateway.alarms.rules import NAME, SEVERITY_RANK, Severity
-from gateway.processing.localtime import local
-from gateway.processing.quality import matches
+from gateway.core.localtime import local
+from gateway.core.patterns import matches
+from gateway.core.strict import Strict
 
 if TYPE_CHECKING:
     import httpx
 
 Template = Literal["generic", "wecom", "dingtalk", "slack"]
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class RetryConfig(Strict):

@@ -10,9 +10,10 @@ import itertools
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
-NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+from gateway.core.strict import NAME, Strict
+
 CODE = r"^[A-Za-z0-9][A-Za-z0-9_]*$"
 
 # Passwords seen as factory defaults of data loggers and platforms, and the usual keyboard walks.
@@ -36,10 +37,6 @@ def weak_password(pw: str) -> str | None:
     if steps in ({1}, {-1}):
         return "a run of consecutive characters is guessable"
     return None
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class CodeMap(Strict):

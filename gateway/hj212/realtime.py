@@ -15,11 +15,11 @@ import math
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
+from gateway.core.model import ChannelValue, Flag
 from gateway.hj212.codec import Cp, Group
 from gateway.hj212.routes import Route, convert, number
 from gateway.hj212.sources import Outgoing
 from gateway.hj212.timefmt import time_text, utc_offset_ms
-from gateway.model import ChannelValue, Flag
 from gateway.store.codec import LogRecord
 
 log = logging.getLogger("plume.hj212")

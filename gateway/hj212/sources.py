@@ -14,8 +14,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from gateway.core.model import Flag
 from gateway.hj212.codec import Cp
-from gateway.model import Flag
 from gateway.store.codec import LogRecord
 
 

@@ -18,9 +18,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from gateway.model import ChannelValue, DeviceReading, Flag, worst_flag
+from gateway.core.model import ChannelValue, DeviceReading, Flag, worst_flag
+from gateway.core.strict import Strict
 from gateway.processing import units
 
 T0_K = 273.0  # HJ 75 writes 273, not 273.15; the standard's own arithmetic is what the regulator recomputes
@@ -159,10 +160,6 @@ def _check_ref(v: Ref | None) -> Ref | None:
     if isinstance(v, str) and not REF.match(v):
         raise ValueError(f"{v!r}: give a number, a channel name, or device.channel")
     return v
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class PollutantConfig(Strict):

@@ -14,22 +14,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from fnmatch import fnmatchcase
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from gateway.model import DeviceReading, Flag, worst_flag
-from gateway.processing.localtime import in_daily, minute_of_day, parse_daily
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-def matches(name: str, patterns: list[str]) -> bool:
-    """Shell-style patterns (`dust-*`, `so2`, `*`), case-sensitive like the names themselves."""
-    return any(fnmatchcase(name, p) for p in patterns)
+from gateway.core.localtime import in_daily, minute_of_day, parse_daily
+from gateway.core.model import DeviceReading, Flag, worst_flag
+from gateway.core.patterns import matches
+from gateway.core.strict import Strict
 
 
 class MaintenanceWindow(Strict):

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from gateway.processing.localtime import parse_period
-from gateway.processing.quality import matches
+from gateway.core.localtime import parse_period
+from gateway.core.patterns import matches
 
 if TYPE_CHECKING:
     from gateway.config import Site

@@ -33,7 +33,8 @@ from gateway.alarms.actuation import ActuationPolicy, WriteCommand
 from gateway.alarms.engine import AlarmEngine
 from gateway.alarms.events import AlarmEvent, EventType
 from gateway.alarms.sitecheck import check_alarms
-from gateway.model import ChannelValue, DeviceReading
+from gateway.core.clock import now_ms
+from gateway.core.model import ChannelValue, DeviceReading
 from gateway.processing.cems import StackDeriver
 from gateway.processing.quality import QualityProcessor
 from gateway.processing.windows import WindowAggregate, WindowEngine
@@ -51,9 +52,6 @@ LOG_STATS_EVERY_MS = 10_000
 CHECKPOINT_CHECK_MS = 3_600_000
 MODES = ("on", "off", "auto")
 
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def copy_reading(r: DeviceReading) -> DeviceReading:

@@ -39,10 +39,10 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from gateway.model import FLAG_SEVERITY, DeviceReading, Flag
+from gateway.core.localtime import Period, parse_period, window_bounds
+from gateway.core.model import FLAG_SEVERITY, DeviceReading, Flag
+from gateway.core.patterns import matches
 from gateway.processing import units
-from gateway.processing.localtime import Period, parse_period, window_bounds
-from gateway.processing.quality import matches
 
 REQUIRED_PERIODS = ("1m", "1h", "1d")
 

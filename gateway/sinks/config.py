@@ -11,14 +11,11 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
-NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+from gateway.core.strict import NAME, Strict
+
 TOPIC_PREFIX = r"^[^#+\x00]+$"
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class TlsConfig(Strict):

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from gateway.model import DeviceReading
+from gateway.core.model import DeviceReading
 
 _KEY_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
 _MEASUREMENT_ESCAPES = str.maketrans({",": r"\,", " ": r"\ "})

@@ -25,7 +25,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.model import ChannelValue, DeviceReading, Flag
+from gateway.core.model import ChannelValue, DeviceReading, Flag
 
 SchemaKey = tuple[str, str, str, tuple[str, ...], tuple[str, ...]]
 _FLAGS: dict[str, Flag] = {f.value: f for f in Flag}

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-from gateway.model import DeviceReading
+from gateway.core.model import DeviceReading
 from gateway.store.codec import (
     AGGREGATE,
     ALARM,

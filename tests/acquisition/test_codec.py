@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.acquisition.codec import decode, encode, encode_raw, status_flag
-from gateway.model import Flag
+from gateway.core.model import Flag
 from gateway.profile import DataType, Order, RegisterSpec, StatusSpec, load_profile
 
 

@@ -13,7 +13,7 @@ from plume_sim import Simulator
 
 from gateway.acquisition.device import DeviceDecoder
 from gateway.acquisition.poller import Acquisition
-from gateway.model import DeviceReading, Flag
+from gateway.core.model import DeviceReading, Flag
 
 TCP_BUS = {"name": "lan", "type": "tcp", "host": "127.0.0.1", "port": "{port}"}
 RTU_BUS = {"name": "rs485", "type": "rtu", "port": "{tmp}/ttyRS485", "baudrate": 38400}

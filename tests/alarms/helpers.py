@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pydantic import TypeAdapter
 
 from gateway.alarms.rules import Rule
-from gateway.model import ChannelValue, DeviceReading, Flag
+from gateway.core.model import ChannelValue, DeviceReading, Flag
 from gateway.processing.windows import ChannelAggregate, WindowAggregate
 
 RULE: TypeAdapter[Rule] = TypeAdapter(Rule)

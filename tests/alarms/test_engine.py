@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from gateway.alarms.engine import AlarmEngine
 from gateway.alarms.events import AlarmEvent, EventType
-from gateway.model import ChannelValue, Flag
+from gateway.core.model import ChannelValue, Flag
 from tests.alarms.helpers import RULE, T, agg, ms, reading, rule
 
 S = 1000

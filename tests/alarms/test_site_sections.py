@@ -11,7 +11,7 @@ from gateway.alarms.actuation import ActuationPolicy
 from gateway.alarms.engine import AlarmEngine
 from gateway.alarms.sitecheck import check_alarms
 from gateway.config import ConfigError, Site, load_site, parse_site
-from gateway.model import ChannelValue, DeviceReading, Flag
+from gateway.core.model import ChannelValue, DeviceReading, Flag
 from gateway.processing.cems import StackDeriver
 from gateway.processing.quality import QualityProcessor
 from gateway.processing.sitecheck import check_processing

@@ -40,7 +40,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from gateway.config import Site, load_site  # noqa: E402
-from gateway.model import ChannelValue, DeviceReading, Flag  # noqa: E402
+from gateway.core.model import ChannelValue, DeviceReading, Flag  # noqa: E402
 from tests.pipeline.servers import InfluxDB, Mosquitto, free_port, wait_for  # noqa: E402
 
 DEVICES = 10

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.model import ChannelValue, DeviceReading, Flag
+from gateway.core.model import ChannelValue, DeviceReading, Flag
 from gateway.sinks.config import MqttSinkConfig
 from gateway.sinks.contract import data_topic, health_topic, status_topic
 from gateway.sinks.mqtt import MqttSink, tls_context

@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.model import ChannelValue, DeviceReading, Flag
+from gateway.core.model import ChannelValue, DeviceReading, Flag
 from gateway.profile import builtin_profile_names, load_profile
 from gateway.sinks.config import MqttSinkConfig
 from gateway.sinks.contract import data_payload, data_topic

@@ -35,7 +35,7 @@ from zoneinfo import ZoneInfo
 import httpx
 
 from gateway.config import Site, load_site
-from gateway.model import ChannelValue, DeviceReading, Flag
+from gateway.core.model import ChannelValue, DeviceReading, Flag
 from tests.pipeline.helpers import Proc, gateway_cmd, sim_cmd
 from tests.pipeline.servers import InfluxDB, free_port, wait_for
 

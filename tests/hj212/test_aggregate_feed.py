@@ -24,10 +24,10 @@ from plume_sim.platform import PlatformSim
 
 from gateway.app import Gateway
 from gateway.config import Site, load_site
+from gateway.core.model import ChannelValue, DeviceReading
 from gateway.hj212.sources import LogAggregateFeed
 from gateway.hj212.timefmt import time_text
 from gateway.hj212.wiring import uplink_sinks
-from gateway.model import ChannelValue, DeviceReading
 
 from .helpers import MN, PW, TZ, free_port
 

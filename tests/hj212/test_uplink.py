@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from plume_sim.platform import PlatformSim
 
+from gateway.core.model import ChannelValue, DeviceReading, Flag
 from gateway.hj212.codec import split
 from gateway.hj212.timefmt import time_text
-from gateway.model import ChannelValue, DeviceReading, Flag
 
 from .helpers import MN, PW, TZ, free_port
 from .uplink_rig import Rig, cp_dict, dust, stack, t0, uplink_yaml

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from gateway.config import Site, load_site
+from gateway.core.model import ChannelValue, DeviceReading, Flag
 from gateway.hj212.sources import AggregateFeed
 from gateway.hj212.uplink import UplinkSink
 from gateway.hj212.wiring import prepare_uplinks, uplink_names
-from gateway.model import ChannelValue, DeviceReading, Flag
 from gateway.store.codec import LogRecord
 from gateway.store.log import DurableLog
 

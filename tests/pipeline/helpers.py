@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.model import ChannelValue, DeviceReading, Flag
+from gateway.core.model import ChannelValue, DeviceReading, Flag
 
 from .servers import wait_for
 

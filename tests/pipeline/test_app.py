@@ -13,8 +13,8 @@ from typing import Any
 
 from gateway.app import Gateway
 from gateway.config import Site
+from gateway.core.model import DeviceReading
 from gateway.logsetup import add_secret, redact, setup_logging
-from gateway.model import DeviceReading
 from gateway.store.codec import LogRecord
 
 from .helpers import log_records, reading

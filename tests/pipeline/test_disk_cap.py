@@ -18,7 +18,7 @@ import pytest
 
 from gateway.app import Gateway
 from gateway.config import Site
-from gateway.model import DeviceReading
+from gateway.core.model import DeviceReading
 
 from .helpers import reading
 from .servers import InfluxDB, Mosquitto, MqttCollector, free_port

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gateway.model import ChannelValue, DeviceReading, Flag
+from gateway.core.model import ChannelValue, DeviceReading, Flag
 from gateway.sinks.config import InfluxSinkConfig
 from gateway.sinks.influx import InfluxSink
 from gateway.store.config import StoreConfig

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.model import ChannelValue, DeviceReading, Flag
+from gateway.core.model import ChannelValue, DeviceReading, Flag
 from gateway.store.codec import Schema, decode, encode, schema_key
 from gateway.store.config import StoreConfig
 from gateway.store.log import DurableLog, LogLockedError

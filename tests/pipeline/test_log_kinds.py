@@ -9,7 +9,7 @@ import sqlite3
 from pathlib import Path
 
 from gateway.alarms.events import AlarmEvent, EventType
-from gateway.model import Flag
+from gateway.core.model import Flag
 from gateway.processing.windows import ChannelAggregate, WindowAggregate
 from gateway.store.codec import AGGREGATE, ALARM, COMMAND, READING, AlarmRecord
 from gateway.store.config import StoreConfig

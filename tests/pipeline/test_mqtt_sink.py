@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from gateway.model import ChannelValue, DeviceReading, Flag
+from gateway.core.model import ChannelValue, DeviceReading, Flag
 from gateway.sinks.config import MqttSinkConfig
 from gateway.sinks.mqtt import MqttSink, tls_context
 from gateway.store.config import StoreConfig

@@ -19,7 +19,7 @@ import pytest
 
 from gateway.app import Gateway
 from gateway.config import Site
-from gateway.model import ChannelValue, DeviceReading
+from gateway.core.model import ChannelValue, DeviceReading
 from gateway.store.codec import AGGREGATE, ALARM, LogRecord
 
 from .servers import InfluxDB, Mosquitto, MqttCollector

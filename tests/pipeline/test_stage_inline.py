@@ -13,7 +13,7 @@ from typing import Any
 
 from gateway.app import Gateway
 from gateway.config import Site
-from gateway.model import ChannelValue, DeviceReading, Flag
+from gateway.core.model import ChannelValue, DeviceReading, Flag
 from gateway.processing.stage import RegulatoryStage
 from gateway.store.codec import ALARM, READING, LogRecord
 from gateway.store.log import DurableLog

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from gateway.model import ChannelValue, DeviceReading, Flag
+from gateway.core.model import ChannelValue, DeviceReading, Flag
 from gateway.processing.cems import (
     BOILER_DEFAULTS,
     CemsError,

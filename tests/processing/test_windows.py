@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from gateway.model import ChannelValue, DeviceReading, Flag
+from gateway.core.model import ChannelValue, DeviceReading, Flag
 from gateway.processing.windows import WindowAggregate, WindowEngine, WindowsConfig
 
 MIN = 60_000

@@ -83,22 +83,3 @@ class DeviceReading:
                 ch: {"value": cv.value, "unit": cv.unit, "flag": cv.flag.value} for ch, cv in self.values.items()
             },
         }
-
-
-@dataclass(slots=True, frozen=True)
-class Reading:
-    """One value of one channel: the unit the durable log and the sinks deal in."""
-
-    site: str
-    device: str
-    channel: str
-    value: Value
-    unit: str
-    flag: Flag
-    ts: int
-
-    @staticmethod
-    def from_device(dr: DeviceReading) -> list[Reading]:
-        return [
-            Reading(dr.site, dr.device, ch, cv.value, cv.unit, cv.flag, dr.ts) for ch, cv in dr.values.items()
-        ]
