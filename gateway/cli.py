@@ -12,9 +12,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from gateway.config import ConfigError, RtuBus, RtuOverTcpBus, Site, TcpBus, load_site, site_schema
+from gateway.config import ConfigError, RtuBus, RtuOverTcpBus, TcpBus, site_schema
 from gateway.grafana_push import grafana_app
 from gateway.hj212.cli import hj212_app
+from gateway.site.load import load_site
+from gateway.site.model import Site
 
 app = typer.Typer(
     name="plume", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,

@@ -1,4 +1,4 @@
-"""`plume run FILE`: the long-running gateway (acquisition -> durable log -> MQTT/InfluxDB).
+"""`plume run FILE`: the long-running gateway (acquisition -> durable log -> sinks, webhooks, HJ 212 uplinks).
 
 Exit codes: 0 after SIGTERM/SIGINT (clean stop), 2 for a site file that cannot be used (every problem printed as
 `FILE: path: message`), 1 for any other fatal error (one line). Heavy imports happen inside the command so that
@@ -28,8 +28,9 @@ def run_command(
     import asyncio
     import logging
 
-    from gateway.config import ConfigError, load_site
+    from gateway.config import ConfigError
     from gateway.logsetup import setup_logging
+    from gateway.site.load import load_site
 
     try:
         setup_logging(log_format, log_level)
@@ -60,8 +61,8 @@ async def _run(site: object, metrics_port: int | None, metrics_host: str) -> int
     import logging
     import signal
 
-    from gateway.app import FatalError, Gateway
-    from gateway.config import Site
+    from gateway.pipeline.gateway import FatalError, Gateway
+    from gateway.site.model import Site
 
     assert isinstance(site, Site)
     log = logging.getLogger("plume.run")
@@ -80,15 +81,8 @@ async def _run(site: object, metrics_port: int | None, metrics_host: str) -> int
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
-    from gateway.hj212.sources import LogAggregateFeed
-    from gateway.hj212.wiring import uplink_sinks
-
-    # HJ 212 uplinks are log consumers like the sinks, each with its own cursor; minute/hour/day data (2051, 2061,
-    # 2031) come from the aggregate records the processing stage writes to the log
-    gateway: Gateway | None = None
-    feed = LogAggregateFeed(lambda: gateway.log if gateway is not None else None)
-    gateway = Gateway(site, metrics_port=metrics_port, metrics_host=metrics_host,
-                      extra_sinks=uplink_sinks(site, aggregates=feed))
+    # every log consumer of the site file (sinks, webhooks, HJ 212 uplinks) comes from the one wiring table
+    gateway = Gateway(site, metrics_port=metrics_port, metrics_host=metrics_host)
     try:
         await gateway.run(stop)
     except FatalError as exc:

@@ -21,9 +21,10 @@ from rich.table import Table
 
 from gateway.acquisition.poller import Acquisition
 from gateway.alarms.events import AlarmEvent
-from gateway.config import Site
 from gateway.core.model import DeviceReading
 from gateway.display import readings_table
+from gateway.site.load import assemble
+from gateway.site.model import Site
 from gateway.store.codec import LogRecord
 
 if TYPE_CHECKING:
@@ -66,7 +67,7 @@ def with_local_servers(site: Site, folder: Path, console: Console) -> tuple[Site
     else:
         console.print("[yellow]no influxd binary here (apt-get install influxdb): running without InfluxDB[/]")
     cfg = site.config.model_copy(update={"sinks": [*site.config.sinks, *sinks]})
-    return Site(cfg, site.path, site.devices), servers
+    return assemble(cfg, site.path), servers
 
 
 def sinks_table(health: dict[str, Any]) -> Table:
@@ -83,7 +84,7 @@ async def demo_main(site: Site, duration: float | None, seed: int, console: Cons
     if with_servers:
         site, servers = with_local_servers(site, log_dir / "servers", console)
     try:
-        return await _demo(site, duration, seed, console, log_dir, with_sinks=with_servers)
+        return await _demo(site, duration, seed, console, log_dir)
     finally:
         for server in servers:
             server.stop()
@@ -112,10 +113,10 @@ def alarms_table(events: list[AlarmEvent]) -> Table:
 
 
 async def _demo(site: Site, duration: float | None, seed: int, console: Console, log_dir: Path,
-                with_sinks: bool, script: bool = True) -> int:
+                script: bool = True) -> int:
     from plume_sim import Simulator
 
-    from gateway.app import Gateway
+    from gateway.pipeline.gateway import Gateway
 
     latest: dict[str, DeviceReading] = {}
     committed = 0
@@ -135,7 +136,10 @@ async def _demo(site: Site, duration: float | None, seed: int, console: Console,
         loop.add_signal_handler(sig, stop.set)
     started = time.monotonic()
     log_dir.mkdir(parents=True, exist_ok=True)
-    gw = Gateway(site, log_path=log_dir / "log.sqlite", with_sinks=with_sinks, grace_s=1.0, health_interval_s=1.0)
+    # every consumer the site names (sinks, webhooks, uplinks; --with-servers adds two sinks) is built as in
+    # `plume run`; the example site has none
+    with_sinks = bool(site.consumers)
+    gw = Gateway(site, log_path=log_dir / "log.sqlite", grace_s=1.0, health_interval_s=1.0)
     gw.on_commit(on_commit)
     gw.on_alarm(lambda rec: events.append(rec.payload.event))
     victim = script_victim(site) if script else None
@@ -199,7 +203,7 @@ def run_demo(site: Site, *, duration: float | None, seed: int, console: Console,
              with_servers: bool = False) -> int:
     from plume_sim import SimError
 
-    from gateway.app import FatalError
+    from gateway.pipeline.gateway import FatalError
 
     try:
         return asyncio.run(demo_main(site, duration, seed, console, log_dir, with_servers))

@@ -12,8 +12,8 @@ from typing import Any
 
 from gateway.acquisition.codec import bytes_to_words, decode
 from gateway.acquisition.codec import encode as encode_value
-from gateway.config import ResolvedDevice
 from gateway.profile import DataType, RegisterSpec, StatusSpec
+from gateway.site.model import ResolvedDevice
 from plume_sim.faults import Fault
 from plume_sim.model import DeviceModel, Value
 from plume_sim.noise import uniform

@@ -14,8 +14,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from gateway.acquisition.codec import decode, encode
-from gateway.config import ResolvedDevice
 from gateway.profile import DataType, RegisterSpec
+from gateway.site.model import ResolvedDevice
 from plume_sim.signals import SIGNALS, Ctx
 
 HINT_KEYS = {

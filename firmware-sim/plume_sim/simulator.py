@@ -18,7 +18,9 @@ from types import TracebackType
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from gateway.config import ConfigError, RtuBus, RtuOverTcpBus, SerialFrameBus, Site, TcpBus, load_site
+from gateway.config import ConfigError, RtuBus, RtuOverTcpBus, SerialFrameBus, TcpBus
+from gateway.site.load import load_site
+from gateway.site.model import Site
 from plume_sim.buses import Endpoint, RtuOverTcpEndpoint, RtuPtyEndpoint, SerialFrameEndpoint, TcpEndpoint
 from plume_sim.control import ControlServer, parse_address
 from plume_sim.device import SimDevice

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from gateway.acquisition.codec import decode, status_flag
 from gateway.acquisition.link import ReadError
 from gateway.acquisition.planner import Request, plan_profile
-from gateway.config import ResolvedDevice
 from gateway.core.model import ChannelValue, DeviceReading, Flag, worst_flag
 from gateway.profile import RegisterSpec, StatusSpec
+from gateway.site.model import ResolvedDevice
 
 ERROR_FLAG = {"timeout": Flag.B, "garbled": Flag.B, "link": Flag.B, "exception": Flag.D}
 

@@ -24,9 +24,10 @@ from gateway.acquisition.device import DeviceDecoder
 from gateway.acquisition.frames import FrameParser
 from gateway.acquisition.link import ModbusLink, ReadError
 from gateway.acquisition.planner import Request
-from gateway.config import ResolvedDevice, RtuBus, RtuOverTcpBus, SerialFrameBus, Site, TcpBus
+from gateway.config import RtuBus, RtuOverTcpBus, SerialFrameBus, TcpBus
 from gateway.core.clock import now_ms
 from gateway.core.model import DeviceReading
+from gateway.site.model import ResolvedDevice, Site
 
 log = logging.getLogger(__name__)
 

@@ -53,10 +53,12 @@ class WebhookConfig(Strict):
     name: str = Field(pattern=NAME, description="Its cursor in the log and its metrics.")
     url: SecretStr | None = Field(None, description="The endpoint, usually ${ENV_VAR} (robot URLs hold a key).")
     url_env: str | None = Field(None, description="Environment variable holding the URL.")
+    url_file: str | None = Field(None, description="File whose first line is the URL (relative to the site file).")
     template: Template = "generic"
     language: Literal["en", "zh"] = Field("en", description="Language of chat-robot messages.")
     secret: SecretStr | None = Field(None, description="DingTalk signing secret (SEC...).")
     secret_env: str | None = None
+    secret_file: str | None = Field(None, description="File whose first line is the signing secret.")
     events: list[EventType] = Field(
         default_factory=lambda: [EventType.RAISED, EventType.CLEARED, EventType.RENOTIFY])
     rules: list[str] = Field(default_factory=lambda: ["*"], description="Rule id patterns.")
@@ -68,9 +70,12 @@ class WebhookConfig(Strict):
 
     @model_validator(mode="after")
     def _source(self) -> WebhookConfig:
-        if (self.url is None) == (self.url_env is None):
-            raise ValueError("give url (e.g. ${WECOM_URL}) or url_env")
-        if (self.secret is not None or self.secret_env is not None) and self.template != "dingtalk":
+        if sum(x is not None for x in (self.url, self.url_env, self.url_file)) != 1:
+            raise ValueError("give url (e.g. ${WECOM_URL}), url_env or url_file: one of them")
+        signed = sum(x is not None for x in (self.secret, self.secret_env, self.secret_file))
+        if signed > 1:
+            raise ValueError("give secret, secret_env or secret_file: one of them")
+        if signed and self.template != "dingtalk":
             raise ValueError("secret signs DingTalk requests: template dingtalk")
         return self
 

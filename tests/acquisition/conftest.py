@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from gateway.config import Site, load_site
+from gateway.site.load import load_site
+from gateway.site.model import Site
 
 
 def free_port() -> int:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import ConfigError, load_site
+from gateway.config import ConfigError
+from gateway.site.load import load_site
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "deploy" / "examples").glob("*.yaml"))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.config import ConfigError, load_site
+from gateway.config import ConfigError
+from gateway.site.load import load_site
 
 SITE = """site: {{id: s}}
 buses: [{{name: lan, type: tcp, host: 127.0.0.1}}]

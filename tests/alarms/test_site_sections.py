@@ -9,13 +9,14 @@ import pytest
 
 from gateway.alarms.actuation import ActuationPolicy
 from gateway.alarms.engine import AlarmEngine
-from gateway.alarms.sitecheck import check_alarms
-from gateway.config import ConfigError, Site, load_site, parse_site
+from gateway.config import ConfigError
 from gateway.core.model import ChannelValue, DeviceReading, Flag
 from gateway.processing.cems import StackDeriver
 from gateway.processing.quality import QualityProcessor
-from gateway.processing.sitecheck import check_processing
 from gateway.processing.windows import WindowEngine
+from gateway.site.checks import check_alarms, check_processing
+from gateway.site.load import load_site, parse_site
+from gateway.site.model import Site
 from gateway.yamlio import load_yaml_text
 from tests.alarms.helpers import ms
 

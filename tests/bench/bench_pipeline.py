@@ -39,8 +39,9 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from gateway.config import Site, load_site  # noqa: E402
 from gateway.core.model import ChannelValue, DeviceReading, Flag  # noqa: E402
+from gateway.site.load import load_site  # noqa: E402
+from gateway.site.model import Site  # noqa: E402
 from tests.pipeline.servers import InfluxDB, Mosquitto, free_port, wait_for  # noqa: E402
 
 DEVICES = 10
@@ -100,7 +101,7 @@ class Idle:
 
 
 async def child(site_file: str, mode: str, rate: float, duration: float) -> dict[str, Any]:
-    from gateway.app import Gateway
+    from gateway.pipeline.gateway import Gateway
 
     site = load_site(site_file)
     holder: dict[str, Synthetic] = {}

@@ -20,7 +20,8 @@ from plume_sim import Simulator
 
 from gateway.acquisition.planner import one_request_per_item, rtu_wire_time_s
 from gateway.acquisition.poller import Acquisition
-from gateway.config import RtuBus, load_site
+from gateway.config import RtuBus
+from gateway.site.load import load_site
 
 ROOT = Path(__file__).resolve().parents[2]
 CYCLES = 20

@@ -25,8 +25,8 @@ import httpx
 import pytest
 import yaml
 
-from gateway.app import prepare_sinks
-from gateway.config import load_site
+from gateway.pipeline.consumers import build_consumers
+from gateway.site.load import load_site
 
 from .fleet import Client, free_port, port_open, wait_until
 from .helpers import CI, DEPLOY, REPO, need
@@ -187,7 +187,7 @@ def test_the_docker_site_file_passes_plume_config_check_and_the_sink_checks() ->
     old = {k: os.environ.get(k) for k in ("PLUME_MQTT_PASSWORD", "PLUME_INFLUX_TOKEN")}
     os.environ.update({k: service_env("gateway")[k] for k in old})
     try:
-        assert len(prepare_sinks(site)) == 2  # secrets resolvable, influxdb-client importable
+        assert len(build_consumers(site)) == 2  # secrets resolvable, influxdb-client importable
     finally:
         for k, v in old.items():
             if v is None:

@@ -34,8 +34,9 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
-from gateway.config import Site, load_site
 from gateway.core.model import ChannelValue, DeviceReading, Flag
+from gateway.site.load import load_site
+from gateway.site.model import Site
 from tests.pipeline.helpers import Proc, gateway_cmd, sim_cmd
 from tests.pipeline.servers import InfluxDB, free_port, wait_for
 
@@ -178,7 +179,7 @@ async def _run_history(site: Site, log_path: Path, start_ms: int, end_ms: int) -
     parts, e.g. closing the windows of silent devices, must not run ahead of readings still on their way)."""
     import inspect
 
-    from gateway.app import Gateway
+    from gateway.pipeline.gateway import Gateway
 
     sources: list[HistorySource] = []
     clock = [start_ms]

@@ -22,12 +22,11 @@ from typing import Any
 
 from plume_sim.platform import PlatformSim
 
-from gateway.app import Gateway
-from gateway.config import Site, load_site
 from gateway.core.model import ChannelValue, DeviceReading
-from gateway.hj212.sources import LogAggregateFeed
 from gateway.hj212.timefmt import time_text
-from gateway.hj212.wiring import uplink_sinks
+from gateway.pipeline.gateway import Gateway
+from gateway.site.load import load_site
+from gateway.site.model import Site
 
 from .helpers import MN, PW, TZ, free_port
 
@@ -80,9 +79,7 @@ async def test_minute_hour_and_day_data_from_the_log_reach_the_platform(tmp_path
         path = tmp_path / "site.yaml"
         path.write_text(DAY_SITE.format(tmp=tmp_path, city_port=city.port, mn=MN, pw=PW), encoding="utf-8")
         site = load_site(path)
-        gw: Gateway | None = None
-        feed = LogAggregateFeed(lambda: gw.log if gw is not None else None)
-        gw = Gateway(site, source=Day, with_sinks=False, extra_sinks=uplink_sinks(site, aggregates=feed))
+        gw = Gateway(site, source=Day)  # the site's only consumers are its uplinks, fed from the log's aggregates
         stop = asyncio.Event()
         task = asyncio.create_task(gw.run(stop))
         try:

@@ -10,9 +10,10 @@ import pytest
 from typer.testing import CliRunner
 
 from gateway.cli import app
-from gateway.config import ConfigError, Site
+from gateway.config import ConfigError
 from gateway.hj212.config import weak_password
-from gateway.hj212.wiring import check_uplinks
+from gateway.site.model import Site
+from gateway.site.uplinks import check_uplinks
 
 SITE = """\
 site: {{id: s1, timezone: Asia/Shanghai}}

@@ -1,8 +1,8 @@
 """End to end: the device simulator -> the gateway (acquisition, durable log, uplinks) -> two platform simulators.
 
 In process: plume_sim's Simulator serves the devices over Modbus TCP with constant values (so every number on the
-wire is known), `Gateway(site, extra_sinks=uplink_sinks(site))` runs the real app, and PlatformSim plays the city
-and province platforms. `plume run` as a process is tested in test_run.py once the CLI builds the uplinks.
+wire is known), `Gateway(site)` runs the real app (it builds the uplinks), and PlatformSim plays the city
+and province platforms. `plume run` as a process is tested in test_run.py.
 """
 
 from __future__ import annotations
@@ -16,11 +16,10 @@ from pathlib import Path
 from plume_sim import Simulator
 from plume_sim.platform import PlatformSim
 
-from gateway.app import Gateway
-from gateway.config import load_site
 from gateway.hj212.realtime import window_end
 from gateway.hj212.timefmt import time_text
-from gateway.hj212.wiring import uplink_sinks
+from gateway.pipeline.gateway import Gateway
+from gateway.site.load import load_site
 from gateway.store.codec import LogRecord
 
 from .helpers import MN, PW, TZ, free_port
@@ -130,7 +129,7 @@ async def test_simulator_gateway_and_two_platforms_with_an_outage_and_a_late_pro
         delivered = Delivered()
         commits = Commits()
         async with Simulator(site, seed=3) as sim:
-            gw = Gateway(site, extra_sinks=uplink_sinks(site, on_delivered=delivered), grace_s=2.0)
+            gw = Gateway(site, on_delivered=delivered, grace_s=2.0)
             gw.on_commit(commits)
             stop = asyncio.Event()
             run = asyncio.create_task(gw.run(stop))

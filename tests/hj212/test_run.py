@@ -1,28 +1,18 @@
 """`plume-sim SITE` and `plume run SITE` as processes, reporting to the platform simulator.
-
-Skipped until `plume run` builds the site's uplinks (gateway/cli_run.py passing
-`extra_sinks=uplink_sinks(site)` to Gateway); it then runs as is.
 """
 
 from __future__ import annotations
 
-import inspect
 import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from plume_sim.platform import PlatformSim
-
-import gateway.cli_run
 
 from .helpers import MN, PW, free_port
 from .test_e2e import SITE
-
-WIRED = "uplink" in inspect.getsource(gateway.cli_run)
-pytestmark = pytest.mark.skipif(not WIRED, reason="plume run does not build the uplinks yet (gateway/cli_run.py)")
 
 
 def script(name: str) -> str:

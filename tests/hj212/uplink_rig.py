@@ -1,4 +1,4 @@
-"""A test rig for the uplink: a real durable log (SQLite), the real wiring (prepare_uplinks), real TCP to the
+"""A test rig for the uplink: a real durable log (SQLite), the real wiring (build_consumers), real TCP to the
 platform simulator. Readings are appended by hand with chosen time stamps, so windows are exact and a gap of
 minutes costs no waiting (the uplink back-fills it at once)."""
 
@@ -11,11 +11,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gateway.config import Site, load_site
 from gateway.core.model import ChannelValue, DeviceReading, Flag
 from gateway.hj212.sources import AggregateFeed
 from gateway.hj212.uplink import UplinkSink
-from gateway.hj212.wiring import prepare_uplinks, uplink_names
+from gateway.pipeline.consumers import build_consumers
+from gateway.site.load import load_site
+from gateway.site.model import Site
 from gateway.store.codec import LogRecord
 from gateway.store.log import DurableLog
 
@@ -135,15 +136,15 @@ class Rig:
 
     async def open(self, aggregates: AggregateFeed | None = None, start: bool = True) -> Rig:
         lg = DurableLog(self.site.config.store.log_path(self.path), self.site.config.store)
-        await lg.open(uplink_names(self.site))
+        await lg.open([c.name for c in self.site.consumers])
         self.log = lg
         self._committer = asyncio.create_task(lg.run())
-        for cfg, make in zip(self.site.config.uplinks, prepare_uplinks(self.site, aggregates), strict=True):
-            sink = make(lg, self.delivered)
+        for plan in build_consumers(self.site, feed=lambda _: aggregates):
+            sink = plan.make(lg, self.delivered)
             assert isinstance(sink, UplinkSink)
-            self.sinks[cfg.name] = sink
+            self.sinks[plan.name] = sink
             if start:
-                self.start(cfg.name)
+                self.start(plan.name)
         return self
 
     def start(self, name: str) -> None:

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import Site, load_site
+from gateway.site.load import load_site
+from gateway.site.model import Site
 
 from .helpers import Proc, need
 from .servers import InfluxDB, Mosquitto, VictoriaMetrics

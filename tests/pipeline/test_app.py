@@ -11,10 +11,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from gateway.app import Gateway
-from gateway.config import Site
 from gateway.core.model import DeviceReading
 from gateway.logsetup import add_secret, redact, setup_logging
+from gateway.pipeline.gateway import Gateway
+from gateway.site.model import Site
 from gateway.store.codec import LogRecord
 
 from .helpers import log_records, reading

@@ -16,9 +16,9 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.app import Gateway
-from gateway.config import Site
 from gateway.core.model import DeviceReading
+from gateway.pipeline.gateway import Gateway
+from gateway.site.model import Site
 
 from .helpers import reading
 from .servers import InfluxDB, Mosquitto, MqttCollector, free_port

@@ -17,9 +17,9 @@ from typing import Any
 import paho.mqtt.publish as mqtt_publish
 import pytest
 
-from gateway.app import Gateway
-from gateway.config import Site
 from gateway.core.model import ChannelValue, DeviceReading
+from gateway.pipeline.gateway import Gateway
+from gateway.site.model import Site
 from gateway.store.codec import AGGREGATE, ALARM, LogRecord
 
 from .servers import InfluxDB, Mosquitto, MqttCollector

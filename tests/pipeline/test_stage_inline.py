@@ -11,10 +11,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from gateway.app import Gateway
-from gateway.config import Site
 from gateway.core.model import ChannelValue, DeviceReading, Flag
-from gateway.processing.stage import RegulatoryStage
+from gateway.pipeline.gateway import Gateway
+from gateway.pipeline.stage import RegulatoryStage
+from gateway.site.model import Site
 from gateway.store.codec import ALARM, READING, LogRecord
 from gateway.store.log import DurableLog
 

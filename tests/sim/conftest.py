@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import Site, load_site
+from gateway.site.load import load_site
+from gateway.site.model import Site
 
 from .helpers import RTU_SITE, FakeClock, free_port
 

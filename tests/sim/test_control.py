@@ -8,7 +8,7 @@ import json
 import pytest
 from plume_sim import SimError, Simulator
 
-from gateway.config import Site
+from gateway.site.model import Site
 
 
 @pytest.fixture

@@ -11,7 +11,8 @@ from plume_sim import SimError, Simulator
 from plume_sim.modbus_slave import crc16, mbap_frame, rtu_crc_ok
 
 from gateway.acquisition.codec import decode
-from gateway.config import Site, TcpBus
+from gateway.config import TcpBus
+from gateway.site.model import Site
 
 from .helpers import FakeClock, RawSerial, raw_exchange, rtu
 

@@ -11,8 +11,8 @@ from plume_sim.frames import FrameError, build_pms5003, build_sds011, find_frame
 
 from gateway.acquisition.codec import decode
 from gateway.acquisition.frames import FrameParser
-from gateway.config import Site
 from gateway.profile import load_profile
+from gateway.site.model import Site
 
 from .helpers import FakeClock, RawSerial
 

@@ -12,7 +12,7 @@ from plume_sim.model import quantize
 from pymodbus import FramerType
 from pymodbus.client import AsyncModbusSerialClient
 
-from gateway.config import Site
+from gateway.site.model import Site
 
 from .helpers import FakeClock, RawSerial, rtu
 

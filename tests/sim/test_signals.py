@@ -10,8 +10,8 @@ import pytest
 from plume_sim.model import DeviceModel, HintError, quantize
 from plume_sim.signals import SIGNALS
 
-from gateway.config import Site
 from gateway.profile import load_profile
+from gateway.site.model import Site
 
 from .helpers import T_WORK
 

@@ -11,7 +11,8 @@ from pymodbus import FramerType
 from pymodbus.client import AsyncModbusTcpClient
 
 from gateway.acquisition.codec import decode
-from gateway.config import Site, TcpBus
+from gateway.config import TcpBus
+from gateway.site.model import Site
 
 from .helpers import FakeClock, free_port, raw_exchange, rtu
 

@@ -1,10 +1,11 @@
-"""The gateway process: acquisition -> durable log -> sinks, in one event loop.
+"""The running gateway of one site: acquisition -> durable log -> consumers, in one event loop.
 
-    source (acquisition) --emit--> quality + CEMS (stage.prepare) --> DurableLog.append --commit--> each sink
-        reads with its own cursor (MQTT, InfluxDB, HJ 212 uplinks, webhooks)
-                                                           \\--> the regulatory stage (windows, alarms,
-                                                                actuation: records written back to the log)
-                                                           \\--> on_commit listeners (plume demo)
+    source (acquisition) --ingest (gateway.pipeline.ingest: quality + CEMS)--> DurableLog.append
+    DurableLog --commit--> each consumer with its own cursor (gateway.pipeline.consumers: MQTT, InfluxDB,
+                           HJ 212 uplinks, webhooks)
+               --commit--> the regulatory stage (gateway.pipeline.stage: windows, alarms, actuation; its records
+                           go back into the log)
+               --commit--> on_commit listeners (plume demo)
 
 Shutdown (stop event set by SIGTERM/SIGINT): acquisition stops, the buffer is committed, sinks get `grace_s` to
 deliver what is committed (then they are cancelled; the rest stays in the log for the next start), cursors are
@@ -21,14 +22,15 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from gateway.config import ConfigError, Site
+from gateway.config import ConfigError
 from gateway.core.model import DeviceReading
 from gateway.health import HealthMonitor, serve_metrics
-from gateway.logsetup import add_secret
-from gateway.processing.stage import RegulatoryStage
+from gateway.pipeline.consumers import build_consumers
+from gateway.pipeline.ingest import ingest_path
+from gateway.pipeline.stage import RegulatoryStage
 from gateway.sinks.backoff import Backoff
 from gateway.sinks.base import DeliveredHook, Sink
-from gateway.sinks.config import InfluxSinkConfig, MqttSinkConfig, resolve_secret
+from gateway.site.model import Site
 from gateway.store.codec import LogRecord
 from gateway.store.log import DurableLog, LogLockedError
 from gateway.systemd_notify import Notifier
@@ -60,108 +62,6 @@ def default_source(site: Site, emit: Callable[[DeviceReading], None]) -> Source:
 
     acq: Source = Acquisition(site, emit)
     return acq
-
-
-def _base(site: Site) -> Path | None:
-    return site.path.resolve().parent if site.path else None
-
-
-def check_sinks(site: Site) -> list[str]:
-    """Problems of the sinks section that pydantic cannot see: duplicate names, secrets, TLS files, packages."""
-    problems: list[str] = []
-    seen: dict[str, int] = {}
-    for i, cfg in enumerate(site.config.sinks):
-        if cfg.name in seen:
-            problems.append(f"sinks[{i}].name: duplicate sink name {cfg.name!r} (also sinks[{seen[cfg.name]}]); "
-                            "give each sink its own name")
-        seen.setdefault(cfg.name, i)
-    return problems
-
-
-SinkFactory = Callable[[DurableLog, "DeliveredHook | None"], Sink]
-
-
-def prepare_sinks(site: Site) -> list[SinkFactory]:
-    """Check the sinks section against the world (secrets, certificates, packages) before anything starts; raises
-    ConfigError naming every field that cannot be used. Returns one factory per sink, to call with the log."""
-    from gateway.sinks.influx import InfluxSink
-    from gateway.sinks.mqtt import MqttSink, tls_context
-
-    problems = check_sinks(site)
-    factories: list[SinkFactory] = []
-    base = _base(site)
-    for i, cfg in enumerate(site.config.sinks):
-        where = f"sinks[{i}]"
-        if isinstance(cfg, MqttSinkConfig):
-            password = resolve_secret(f"{where}.password", cfg.password, cfg.password_env, cfg.password_file,
-                                      problems, base)
-            add_secret(password)
-            try:
-                tls = tls_context(cfg, base)
-            except (OSError, ValueError) as exc:
-                problems.append(f"{where}.tls: cannot load the certificates: {exc}")
-                continue
-
-            def mqtt(lg: DurableLog, hook: DeliveredHook | None, cfg: MqttSinkConfig = cfg,
-                     password: str | None = password, tls: Any = tls) -> Sink:
-                return MqttSink(cfg, site.id, lg, password=password, tls=tls, on_delivered=hook)
-
-            factories.append(mqtt)
-        elif isinstance(cfg, InfluxSinkConfig):
-            if cfg.api == "v1":
-                secret = resolve_secret(f"{where}.password", cfg.password, cfg.password_env, cfg.password_file,
-                                        problems, base)
-            else:
-                secret = resolve_secret(f"{where}.token", cfg.token, cfg.token_env, cfg.token_file, problems, base)
-                try:
-                    import influxdb_client  # noqa: F401
-                except ImportError:
-                    problems.append(f"{where}.api: v2 needs the influxdb-client package "
-                                    "(pip install 'influxdb-client[async]'), or use api: v1")
-            add_secret(secret)
-
-            def influx(lg: DurableLog, hook: DeliveredHook | None, cfg: InfluxSinkConfig = cfg,
-                       secret: str | None = secret) -> Sink:
-                return InfluxSink(cfg, site.id, lg, secret=secret, on_delivered=hook)
-
-            factories.append(influx)
-    if problems:
-        raise ConfigError(problems)
-    return factories
-
-
-def prepare_webhooks(site: Site) -> list[SinkFactory]:
-    """One factory per webhook of `notify.webhooks` (its URL and signing secret resolved now); ConfigError names
-    what cannot be resolved."""
-    import os
-    from zoneinfo import ZoneInfo
-
-    from gateway.alarms.delivery import WebhookSink
-
-    problems: list[str] = []
-    factories: list[SinkFactory] = []
-    tz = ZoneInfo(site.config.site.timezone)
-    for i, cfg in enumerate(site.config.notify.webhooks):
-        where = f"notify.webhooks[{i}]"
-        url = cfg.url.get_secret_value() if cfg.url is not None else os.environ.get(cfg.url_env or "")
-        if not url:
-            problems.append(f"{where}.url_env: environment variable {cfg.url_env} is not set")
-            continue
-        secret = cfg.secret.get_secret_value() if cfg.secret is not None else (
-            os.environ.get(cfg.secret_env) if cfg.secret_env else None)
-        if cfg.secret_env and not secret:
-            problems.append(f"{where}.secret_env: environment variable {cfg.secret_env} is not set")
-        add_secret(url)
-        add_secret(secret)
-
-        def make(lg: DurableLog, hook: DeliveredHook | None, cfg: Any = cfg, url: str = url,
-                 secret: str | None = secret) -> Sink:
-            return WebhookSink(cfg, site.id, site.config.site.name, tz, lg, url=url, secret=secret, on_delivered=hook)
-
-        factories.append(make)
-    if problems:
-        raise ConfigError(problems)
-    return factories
 
 
 class Gateway:
@@ -237,17 +137,13 @@ class Gateway:
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set. Raises ConfigError (exit 2) or FatalError (exit 1)."""
         site = self.site
-        factories = prepare_sinks(site) if self.with_sinks else []
-        sink_cfgs = site.config.sinks if self.with_sinks else []
-        hooks = prepare_webhooks(site) if self.with_sinks else []
-        lg = DurableLog(self.log_path, site.config.store)
-        names = [c.name for c in sink_cfgs] + ([w.name for w in site.config.notify.webhooks] if hooks else [])
-        factories += hooks
-        clash = sorted(set(names) & set(self.extra_sinks))
+        plans = build_consumers(site) if self.with_sinks else []
+        clash = sorted({p.name for p in plans} & set(self.extra_sinks))
         if clash:
             raise ConfigError([f"sinks: name {n!r} is also used by a built-in consumer" for n in clash])
+        lg = DurableLog(self.log_path, site.config.store)
         try:
-            await lg.open([*names, *self.extra_sinks])
+            await lg.open([*(p.name for p in plans), *self.extra_sinks])
         except LogLockedError as exc:
             raise FatalError(f"{exc}: stop the other gateway, or give this site its own store.dir") from None
         except OSError as exc:
@@ -256,7 +152,7 @@ class Gateway:
         stop_metrics: Callable[[], None] | None = None
         tasks: list[asyncio.Task[Any]] = []
         try:
-            self.sinks = [make(lg, self._on_delivered) for make in factories]
+            self.sinks = [p.make(lg, self._on_delivered) for p in plans]
             self.sinks += [make_extra(lg) for make_extra in self.extra_sinks.values()]
             source: Source | None = None
 
@@ -278,14 +174,7 @@ class Gateway:
             except Exception:  # a bug here must not stop the data: windows/alarms start afresh
                 log.exception("regulatory stage: restoring from the log failed; windows and alarms start afresh")
                 stage.go_live()
-            prepare = stage.prepare
-            append = lg.append
-
-            def emit(reading: DeviceReading) -> None:
-                prepare(reading)
-                append(reading)
-
-            self.source = source = self._source_factory(site, emit)
+            self.source = source = self._source_factory(site, ingest_path(stage.prepare, lg.append))
             for s in self.sinks:
                 set_handler = getattr(s, "set_command_handler", None)
                 if set_handler is not None:

@@ -1,17 +1,57 @@
-"""Checks of the alarm sections that span the site file: rule packs resolve, rules name real devices and computed
-windows, actuators write to real devices, and webhook names do not collide with other log consumers (sinks,
-uplinks: each name is a cursor in the durable log). `check_alarms(site)` returns the resolved rules (site rules
-plus packs) and the problems as `path: message` lines."""
+"""The checks that span sections of the site file (pydantic sees one field at a time), each returning
+`path: message` lines: stacks, stuck rules and maintenance windows name real devices and channels; rules and packs
+resolve and name real devices, channels and computed windows; actuators write to real devices; the windows the
+HJ 212 uplinks send are computed. `check_alarms` also returns the resolved rules, which the site keeps."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from gateway.alarms.rules import OfflineRule, QualityRule, Rule, ThresholdRule, resolve_rules, windows_needed
+from gateway.core.localtime import parse_period
 from gateway.core.patterns import matches
+from gateway.site.model import Site
 
-if TYPE_CHECKING:
-    from gateway.config import Site
+
+def check_processing(site: Site) -> list[str]:
+    """Problems of the stacks, stuck, maintenance and windows sections against the devices and the uplinks."""
+    cfg = site.config
+    devices = [d.config.name for d in site.devices]
+    channels = {d.config.name: {r.channel for r in d.profile.registers} for d in site.devices}
+    problems: list[str] = []
+    seen: dict[str, int] = {}
+    for i, st in enumerate(cfg.stacks):
+        where = f"stacks[{i}]"
+        if st.device in seen:
+            problems.append(f"{where}.device: {st.device} already has a stack (stacks[{seen[st.device]}])")
+        seen.setdefault(st.device, i)
+        if st.device not in channels:
+            problems.append(f"{where}.device: no device named {st.device!r} (devices: {', '.join(devices)})")
+            continue
+        for dev, ch in st.inputs():
+            if dev not in channels:
+                problems.append(f"{where}: input {dev}.{ch}: no device named {dev!r}")
+            elif ch not in channels[dev]:
+                problems.append(f"{where}: input {dev}.{ch}: {dev} has no channel {ch!r} "
+                                f"(it has: {', '.join(sorted(channels[dev]))})")
+        for name in st.pollutants:
+            for suffix in ("_std", "_zs", "_rate"):
+                if f"{name}{suffix}" in channels[st.device]:
+                    problems.append(f"{where}.pollutants.{name}: {st.device} already has a channel "
+                                    f"{name}{suffix}; rename the pollutant")
+    for i, s in enumerate(cfg.stuck):
+        if not any(matches(d, s.devices) for d in devices):
+            problems.append(f"stuck[{i}].devices: no device matches {s.devices}")
+    for i, w in enumerate(cfg.maintenance.windows):
+        if not any(matches(d, w.devices) for d in devices):
+            problems.append(f"maintenance.windows[{i}].devices: no device matches {w.devices}")
+    periods = set(cfg.windows.periods)
+    for i, up in enumerate(cfg.uplinks):
+        minute = up.send.minute
+        if minute is not None:
+            window = parse_period(f"{minute.interval_min}m").name
+            if window not in periods:
+                problems.append(f"uplinks[{i}].send.minute.interval_min: the {window} window is not computed; "
+                                f"add {window} to windows.periods")
+    return problems
 
 
 def _literal(pattern: str) -> bool:
@@ -19,9 +59,9 @@ def _literal(pattern: str) -> bool:
 
 
 def check_alarms(site: Site) -> tuple[list[Rule], list[str]]:
+    """The resolved rules (site rules plus packs) and the problems of the rules, packs, actuators and webhooks."""
     cfg = site.config
-    base = site.path.resolve().parent if site.path else None
-    rules, problems = resolve_rules(cfg.rules, cfg.rule_packs, base)
+    rules, problems = resolve_rules(cfg.rules, cfg.rule_packs, site.base)
     devices = [d.config.name for d in site.devices]
     channels = {d.config.name: {r.channel for r in d.profile.registers} for d in site.devices}
     kinds = {d.config.name: d.profile.kind for d in site.devices}
@@ -61,16 +101,7 @@ def check_alarms(site: Site) -> tuple[list[Rule], list[str]]:
             if n not in names:
                 problems.append(f"rules ({r.id}).actuate: no actuator named {n!r} "
                                 f"(actuators: {', '.join(names) or 'none'})")
-    consumers = {s.name: "sinks" for s in cfg.sinks}
-    consumers.update({u.name: "uplinks" for u in getattr(cfg, "uplinks", [])})
-    hooks: dict[str, int] = {}
     for i, hook in enumerate(cfg.notify.webhooks):
-        if hook.name in hooks:
-            problems.append(f"notify.webhooks[{i}].name: duplicate webhook {hook.name!r}")
-        hooks.setdefault(hook.name, i)
-        if hook.name in consumers:
-            problems.append(f"notify.webhooks[{i}].name: {hook.name!r} is also a name in {consumers[hook.name]} "
-                            "(each is a cursor in the log): rename one")
         if not any(matches(r.id, hook.rules) for r in rules):
             problems.append(f"notify.webhooks[{i}].rules: no rule matches {hook.rules}")
     return rules, problems

@@ -32,7 +32,6 @@ from zoneinfo import ZoneInfo
 from gateway.alarms.actuation import ActuationPolicy, WriteCommand
 from gateway.alarms.engine import AlarmEngine
 from gateway.alarms.events import AlarmEvent, EventType
-from gateway.alarms.sitecheck import check_alarms
 from gateway.core.clock import now_ms
 from gateway.core.model import ChannelValue, DeviceReading
 from gateway.processing.cems import StackDeriver
@@ -41,7 +40,7 @@ from gateway.processing.windows import WindowAggregate, WindowEngine
 from gateway.store.codec import ACTUATION, AGGREGATE, ALARM, COMMAND, READING, AlarmRecord, LogRecord
 
 if TYPE_CHECKING:
-    from gateway.config import Site
+    from gateway.site.model import Site
     from gateway.store.log import DurableLog
 
 log = logging.getLogger("plume.stage")
@@ -72,7 +71,7 @@ class RegulatoryStage:
         self._quality_on = bool(cfg.stuck or cfg.maintenance.active or cfg.maintenance.windows)
         self.cems = StackDeriver(cfg.stacks)
         self._cems_on = bool(cfg.stacks)
-        self.rules, _ = check_alarms(site)  # problems were reported when the site file was loaded
+        self.rules = site.rules
         self.windows = WindowEngine(cfg.windows, site.id, self.tz)
         self.devices = [d.name for d in site.devices if d.config.enabled]
         self.alarms = AlarmEngine(self.rules, site.id, self.tz, devices=self.devices)
@@ -94,15 +93,6 @@ class RegulatoryStage:
         self._last_stats = 0
         self._last_checkpoint = 0
         self.counters = {"aggregates": 0, "alarm_events": 0, "writes": 0, "write_failures": 0, "commands": 0}
-        periods = set(cfg.windows.periods)
-        for up in cfg.uplinks:  # 2051 is built from the window of its interval: say so when it is not computed
-            minute = up.send.minute
-            if minute is not None:
-                window = "1h" if minute.interval_min == 60 else f"{minute.interval_min}m"
-                if window not in periods:
-                    log.warning("uplink %s: minute data (2051) every %d min needs the %s window, which "
-                                "windows.periods does not compute (%s): no 2051 will be sent", up.name,
-                                minute.interval_min, window, ", ".join(cfg.windows.periods))
 
     # --- before the log ------------------------------------------------------------------------------------------
     def prepare(self, reading: DeviceReading) -> None:

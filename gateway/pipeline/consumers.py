@@ -1,0 +1,152 @@
+"""The wiring table: how each log consumer the site file names becomes a running reader of the durable log.
+
+    sinks[i] (type mqtt)     -> MqttSink        sinks[i] (type influx) -> InfluxSink
+    notify.webhooks[i]       -> WebhookSink     uplinks[i]             -> UplinkSink (HJ 212)
+
+One factory per kind; every secret (passwords, tokens, webhook URLs and signing keys, HJ 212 PW) is resolved the
+one way, inline / `*_env` / `*_file`, before anything starts, and registered for redaction in the logs. Names are
+unique already (gateway.site.consumers checked them when the site was loaded).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from gateway.config import ConfigError
+from gateway.hj212.sources import AggregateFeed, LogAggregateFeed
+from gateway.logsetup import add_secret
+from gateway.sinks.base import DeliveredHook, Sink
+from gateway.sinks.config import InfluxSinkConfig, MqttSinkConfig, resolve_secret
+from gateway.site.model import Site
+from gateway.store.log import DurableLog
+
+ConsumerFactory = Callable[[DurableLog, "DeliveredHook | None"], Sink]
+
+
+@dataclass(slots=True, frozen=True)
+class ConsumerPlan:
+    """A consumer ready to build once the log is open: its cursor name and its factory."""
+
+    name: str
+    section: str
+    make: ConsumerFactory
+
+
+Wire = Callable[[Site, int, str, list[str]], "ConsumerFactory | None"]
+FeedFactory = Callable[[DurableLog], "AggregateFeed | None"]
+
+
+def log_feed(lg: DurableLog) -> AggregateFeed:
+    """The uplinks' minute/hour/day data (2051, 2061, 2031): the aggregate records the regulatory stage logs."""
+    return LogAggregateFeed(lambda: lg)
+
+
+def _mqtt(site: Site, cfg: MqttSinkConfig, where: str, problems: list[str]) -> ConsumerFactory | None:
+    from gateway.sinks.mqtt import MqttSink, tls_context
+
+    password = resolve_secret(f"{where}.password", cfg.password, cfg.password_env, cfg.password_file, problems,
+                              site.base)
+    add_secret(password)
+    try:
+        tls = tls_context(cfg, site.base)
+    except (OSError, ValueError) as exc:
+        problems.append(f"{where}.tls: cannot load the certificates: {exc}")
+        return None
+
+    def make(lg: DurableLog, hook: DeliveredHook | None) -> Sink:
+        return MqttSink(cfg, site.id, lg, password=password, tls=tls, on_delivered=hook)
+
+    return make
+
+
+def _influx(site: Site, cfg: InfluxSinkConfig, where: str, problems: list[str]) -> ConsumerFactory | None:
+    from gateway.sinks.influx import InfluxSink
+
+    if cfg.api == "v1":
+        secret = resolve_secret(f"{where}.password", cfg.password, cfg.password_env, cfg.password_file, problems,
+                                site.base)
+    else:
+        secret = resolve_secret(f"{where}.token", cfg.token, cfg.token_env, cfg.token_file, problems, site.base)
+        try:
+            import influxdb_client  # noqa: F401
+        except ImportError:
+            problems.append(f"{where}.api: v2 needs the influxdb-client package "
+                            "(pip install 'influxdb-client[async]'), or use api: v1")
+    add_secret(secret)
+
+    def make(lg: DurableLog, hook: DeliveredHook | None) -> Sink:
+        return InfluxSink(cfg, site.id, lg, secret=secret, on_delivered=hook)
+
+    return make
+
+
+_SINKS: dict[str, Callable[[Site, Any, str, list[str]], ConsumerFactory | None]] = {"mqtt": _mqtt, "influx": _influx}
+
+
+def _sink(site: Site, i: int, where: str, problems: list[str]) -> ConsumerFactory | None:
+    cfg = site.config.sinks[i]
+    return _SINKS[cfg.type](site, cfg, where, problems)
+
+
+def _webhook(site: Site, i: int, where: str, problems: list[str]) -> ConsumerFactory | None:
+    from gateway.alarms.delivery import WebhookSink
+
+    cfg = site.config.notify.webhooks[i]
+    before = len(problems)
+    url = resolve_secret(f"{where}.url", cfg.url, cfg.url_env, cfg.url_file, problems, site.base)
+    if not url and len(problems) == before:
+        problems.append(f"{where}.url: the URL is empty")
+    secret = resolve_secret(f"{where}.secret", cfg.secret, cfg.secret_env, cfg.secret_file, problems, site.base)
+    add_secret(url)
+    add_secret(secret)
+    if not url:
+        return None
+    tz = ZoneInfo(site.config.site.timezone)
+
+    def make(lg: DurableLog, hook: DeliveredHook | None) -> Sink:
+        return WebhookSink(cfg, site.id, site.config.site.name, tz, lg, url=url, secret=secret, on_delivered=hook)
+
+    return make
+
+
+def _uplink(site: Site, i: int, where: str, problems: list[str], feed: FeedFactory = log_feed,
+            ) -> ConsumerFactory | None:
+    from gateway.hj212.uplink import UplinkSink
+
+    cfg = site.config.uplinks[i]
+    pw = cfg.pw.get_secret_value()
+    add_secret(pw)
+    tz = ZoneInfo(site.config.site.timezone)
+    routes = site.routes[cfg.name]
+
+    def make(lg: DurableLog, hook: DeliveredHook | None) -> Sink:
+        return UplinkSink(cfg, site.id, tz, routes, lg, pw=pw, state_path=lg.path.parent / f"hj212-{cfg.name}.json",
+                          aggregates=feed(lg), on_delivered=hook)
+
+    return make
+
+
+WIRING: dict[str, Wire] = {"sinks": _sink, "notify.webhooks": _webhook, "uplinks": _uplink}
+
+
+def build_consumers(site: Site, *, feed: FeedFactory = log_feed) -> list[ConsumerPlan]:
+    """Every consumer of the site, checked against the world (secrets, certificates, packages) before anything
+    starts; raises ConfigError naming every field that cannot be used. `feed` gives the uplinks their minute/hour/day
+    data (default: the log's aggregate records; a test rig may give its own, or none)."""
+    problems: list[str] = []
+    plans: list[ConsumerPlan] = []
+    for consumer in site.consumers:
+        section, _, rest = consumer.section.partition("[")
+        index = int(rest.rstrip("]"))
+        if section == "uplinks":
+            make = _uplink(site, index, consumer.section, problems, feed)
+        else:
+            make = WIRING[section](site, index, consumer.section, problems)
+        if make is not None:
+            plans.append(ConsumerPlan(consumer.name, section, make))
+    if problems:
+        raise ConfigError(problems)
+    return plans

@@ -1,0 +1,39 @@
+"""The registry of log consumers: every sink, HJ 212 uplink and webhook reads the durable log with a cursor named
+after it, so their names must be unique across the three sections. This is the one place that checks it."""
+
+from __future__ import annotations
+
+from gateway.config import SiteConfig
+from gateway.site.model import Consumer
+
+
+def register_consumers(cfg: SiteConfig) -> tuple[list[Consumer], dict[str, list[str]]]:
+    """The consumers in the order the pipeline builds them (sinks, webhooks, uplinks) and the name problems of
+    each section (`sinks`, `notify.webhooks`, `uplinks`)."""
+    problems: dict[str, list[str]] = {"sinks": [], "notify.webhooks": [], "uplinks": []}
+    sinks: dict[str, int] = {}
+    for i, s in enumerate(cfg.sinks):
+        if s.name in sinks:
+            problems["sinks"].append(f"sinks[{i}].name: duplicate sink name {s.name!r} (also sinks[{sinks[s.name]}])")
+        sinks.setdefault(s.name, i)
+    taken = {name: f"sinks[{i}]" for name, i in sinks.items()}
+    for i, u in enumerate(cfg.uplinks):
+        if u.name in taken:
+            problems["uplinks"].append(
+                f"uplinks[{i}].name: {u.name!r} is already the name of {taken[u.name]}; every sink and uplink needs "
+                "its own name (it names its cursor in the log)")
+        taken.setdefault(u.name, f"uplinks[{i}]")
+    hooks: dict[str, int] = {}
+    for i, h in enumerate(cfg.notify.webhooks):
+        if h.name in hooks:
+            problems["notify.webhooks"].append(f"notify.webhooks[{i}].name: duplicate webhook {h.name!r}")
+        if h.name in taken:
+            section = taken[h.name].split("[", 1)[0]
+            problems["notify.webhooks"].append(
+                f"notify.webhooks[{i}].name: {h.name!r} is also a name in {section} (each is a cursor in the log): "
+                "rename one")
+        hooks.setdefault(h.name, i)
+    consumers = [Consumer(s.name, f"sinks[{i}]") for i, s in enumerate(cfg.sinks)]
+    consumers += [Consumer(h.name, f"notify.webhooks[{i}]") for i, h in enumerate(cfg.notify.webhooks)]
+    consumers += [Consumer(u.name, f"uplinks[{i}]") for i, u in enumerate(cfg.uplinks)]
+    return consumers, problems
