@@ -1,8 +1,9 @@
 """Health of the gateway in one snapshot: devices (from acquisition), the log, every sink.
 
 The same snapshot is published to MQTT (`{prefix}/{site}/health`), written to InfluxDB (`plume_device`,
-`plume_sink`, `plume_log` measurements) and served to Prometheus (`plume_*` metrics). It is computed on demand,
-never on the hot path: counting costs nothing per reading beyond the counters the stages keep anyway.
+`plume_sink`, `plume_log` measurements, built by gateway.sinks.lineproto) and served to Prometheus (`plume_*`
+metrics, here). It is computed on demand, never on the hot path: counting costs nothing per reading beyond the
+counters the stages keep anyway.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from gateway.sinks.base import SinkStatus
-from gateway.sinks.lineproto import point
 from gateway.store.log import Consumer, DurableLog
 
 log = logging.getLogger("plume.health")
@@ -114,35 +114,6 @@ class HealthMonitor:
             },
             **extra,
         }
-
-
-def health_lines(snap: Mapping[str, Any], ts_ms: int) -> list[str]:
-    """The snapshot as InfluxDB points: plume_device, plume_sink, plume_log (numbers as floats), plume_site."""
-    site = str(snap.get("site", ""))
-    lines: list[str | None] = []
-    for name, d in snap.get("devices", {}).items():
-        lines.append(point("plume_device", {"site": site, "device": name}, {
-            "polls": float(d["polls"]), "ok": float(d["ok"]), "failures": float(d["failures"]),
-            "success_rate": d["success_rate"], "online": 1.0 if d["online"] else 0.0,
-            "latency_ms": d["latency_ms"],
-        }, ts_ms))
-    for name, s in snap.get("sinks", {}).items():
-        lines.append(point("plume_sink", {"site": site, "sink": name, "type": s["type"]}, {
-            "connected": 1.0 if s["connected"] else 0.0, "depth": float(s["depth"]), "age_s": s["age_s"],
-            "delivered": float(s["delivered"]), "dropped": float(s["dropped"]), "rejected": float(s["rejected"]),
-            "reconnects": float(s["reconnects"]), "latency_p50_ms": s["latency_p50_ms"],
-            "latency_p99_ms": s["latency_p99_ms"],
-        }, ts_ms))
-    loc = snap.get("location")
-    if loc:
-        lines.append(point("plume_site", {"site": site}, {
-            "lat": float(loc["lat"]), "lon": float(loc["lon"]), "name": loc["name"] or None}, ts_ms))
-    lg = snap.get("log")
-    if lg:
-        lines.append(point("plume_log", {"site": site}, {
-            k: float(lg[k]) for k in ("readings", "bytes", "commits", "buffered", "commit_failures", "dropped")
-        }, ts_ms))
-    return [x for x in lines if x is not None]
 
 
 class PrometheusCollector:

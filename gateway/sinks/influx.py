@@ -21,7 +21,7 @@ from gateway.sinks.backoff import Backoff, Outage
 from gateway.sinks.base import DeliveredHook, HealthProvider, SinkStatus
 from gateway.sinks.config import InfluxSinkConfig
 from gateway.sinks.influx_http import TransportError, Writer, make_writer
-from gateway.sinks.lineproto import aggregate_line, alarm_line, reading_line
+from gateway.sinks.lineproto import aggregate_line, alarm_line, health_lines, reading_line
 from gateway.store.codec import AGGREGATE, ALARM, READING, LogRecord
 from gateway.store.log import DurableLog
 
@@ -194,8 +194,6 @@ class InfluxSink:
         return False
 
     async def _write_health(self) -> None:
-        from gateway.health import health_lines
-
         assert self._health is not None
         while True:
             await asyncio.sleep(self._health_interval)

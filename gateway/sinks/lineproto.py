@@ -21,6 +21,7 @@ ms), event_id, message; time = the event's time.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from gateway.core.model import DeviceReading
@@ -163,3 +164,32 @@ def alarm_line(ev: Any) -> str:
     tags = "".join(f",{k}={escape_key(v)}" for k, v in (("channel", ev.channel), ("device", ev.device),
                                                         ("rule", ev.rule), ("site", ev.site)) if v)
     return f"alarms{tags} {','.join(parts)} {ev.ts}"
+
+
+def health_lines(snap: Mapping[str, Any], ts_ms: int) -> list[str]:
+    """The snapshot as InfluxDB points: plume_device, plume_sink, plume_log (numbers as floats), plume_site."""
+    site = str(snap.get("site", ""))
+    lines: list[str | None] = []
+    for name, d in snap.get("devices", {}).items():
+        lines.append(point("plume_device", {"site": site, "device": name}, {
+            "polls": float(d["polls"]), "ok": float(d["ok"]), "failures": float(d["failures"]),
+            "success_rate": d["success_rate"], "online": 1.0 if d["online"] else 0.0,
+            "latency_ms": d["latency_ms"],
+        }, ts_ms))
+    for name, s in snap.get("sinks", {}).items():
+        lines.append(point("plume_sink", {"site": site, "sink": name, "type": s["type"]}, {
+            "connected": 1.0 if s["connected"] else 0.0, "depth": float(s["depth"]), "age_s": s["age_s"],
+            "delivered": float(s["delivered"]), "dropped": float(s["dropped"]), "rejected": float(s["rejected"]),
+            "reconnects": float(s["reconnects"]), "latency_p50_ms": s["latency_p50_ms"],
+            "latency_p99_ms": s["latency_p99_ms"],
+        }, ts_ms))
+    loc = snap.get("location")
+    if loc:
+        lines.append(point("plume_site", {"site": site}, {
+            "lat": float(loc["lat"]), "lon": float(loc["lon"]), "name": loc["name"] or None}, ts_ms))
+    lg = snap.get("log")
+    if lg:
+        lines.append(point("plume_log", {"site": site}, {
+            k: float(lg[k]) for k in ("readings", "bytes", "commits", "buffered", "commit_failures", "dropped")
+        }, ts_ms))
+    return [x for x in lines if x is not None]

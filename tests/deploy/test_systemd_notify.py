@@ -133,11 +133,6 @@ def test_a_child_process_notifies_through_the_environment(systemd: FakeSystemd) 
     assert systemd.receive() == ["READY=1"]
 
 
-APP = Path(__file__).resolve().parents[2] / "gateway/app.py"
-
-
-@pytest.mark.skipif("systemd_notify" not in APP.read_text(), reason="gateway/app.py does not notify systemd yet "
-                    "(the lines are in docs-deploy.md)")
 def test_plume_run_is_ready_pings_the_watchdog_and_says_stopping(systemd: FakeSystemd, tmp_path: Path) -> None:
     """`plume run` under a Type=notify unit with WatchdogSec: READY=1, WATCHDOG=1 at half the period, STOPPING=1."""
     import signal

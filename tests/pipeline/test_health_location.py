@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.health import health_lines
+from gateway.sinks.lineproto import health_lines
 
 
 def test_site_location_is_a_plume_site_point():
