@@ -25,7 +25,7 @@ from gateway.core.model import DeviceReading
 from gateway.display import readings_table
 from gateway.site.load import assemble
 from gateway.site.model import Site
-from gateway.store.codec import LogRecord
+from gateway.store.records import LogRecord, ReadingRecord
 
 if TYPE_CHECKING:
     from gateway.localservers import Server
@@ -126,7 +126,7 @@ async def _demo(site: Site, duration: float | None, seed: int, console: Console,
     def on_commit(records: list[LogRecord]) -> None:
         nonlocal committed
         for rec in records:
-            if rec.reading.device:  # other kinds (aggregates, alarms...) carry an empty reading
+            if isinstance(rec, ReadingRecord):
                 latest[rec.reading.device] = rec.reading
                 committed += len(rec.reading.values)
 

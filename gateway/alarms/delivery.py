@@ -14,12 +14,13 @@ import random
 from zoneinfo import ZoneInfo
 
 from gateway.alarms.outbox import Outbox
+from gateway.alarms.records import AlarmRecord
 from gateway.alarms.webhooks import WebhookConfig, post, redact, render
 from gateway.core.clock import now_ms
 from gateway.sinks.backoff import Outage
 from gateway.sinks.base import DeliveredHook, HealthProvider, SinkStatus
-from gateway.store.codec import ALARM, LogRecord
 from gateway.store.log import DurableLog
+from gateway.store.records import ALARM, LogRecord
 
 log = logging.getLogger("plume.webhook")
 
@@ -63,6 +64,8 @@ class WebhookSink:
                     return
                 now = now_ms()
                 for rec in records:
+                    if not isinstance(rec, AlarmRecord):
+                        continue
                     alarm = rec.payload
                     self.outbox.add(rec.id, None if alarm.checkpoint else alarm.event, now)
                 after = upto

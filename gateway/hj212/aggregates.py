@@ -18,7 +18,7 @@ from gateway.hj212.codec import Cp, Group
 from gateway.hj212.routes import Route, convert, number
 from gateway.hj212.sources import Aggregate, AggregateFeed, ChannelAggregate, Outgoing
 from gateway.hj212.timefmt import time_text
-from gateway.store.codec import LogRecord
+from gateway.store.records import LogRecord
 
 WINDOW_CN = {"2051": "minute", "2061": "1h", "2031": "1d"}
 

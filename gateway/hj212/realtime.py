@@ -15,12 +15,12 @@ import math
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
-from gateway.core.model import ChannelValue, Flag
+from gateway.core.model import ChannelValue, DeviceReading, Flag
 from gateway.hj212.codec import Cp, Group
 from gateway.hj212.routes import Route, convert, number
 from gateway.hj212.sources import Outgoing
 from gateway.hj212.timefmt import time_text, utc_offset_ms
-from gateway.store.codec import LogRecord
+from gateway.store.records import LogRecord, ReadingRecord
 
 log = logging.getLogger("plume.hj212")
 
@@ -68,7 +68,21 @@ class RealtimeSource:
         self.interval_ms = interval_s * 1000
 
     def feed(self, rec: LogRecord) -> list[Outgoing]:
-        r = rec.reading
+        if isinstance(rec, ReadingRecord):  # every record's time moves the windows on
+            self._take(rec.id, rec.reading)
+        self._max_ts = max(self._max_ts, rec.ts)
+        out: list[Outgoing] = []
+        for end in sorted(self._open):
+            if end + self.grace_ms > self._max_ts:
+                break
+            w = self._open.pop(end)
+            self.closed_through = end
+            if w.values:
+                out.append(Outgoing(self.cn, end, self._cp(w), w.first_id))
+        return out
+
+    def _take(self, rid: int, r: DeviceReading) -> None:
+        """Keep the newest value of each routed channel of this reading in the window it falls in."""
         routes = self.by_device.get(r.device)
         if routes:
             end = window_end(r.ts, self.interval_ms, self.tz)
@@ -79,7 +93,7 @@ class RealtimeSource:
             else:
                 w = self._open.get(end)
                 if w is None:
-                    w = self._open[end] = _Window(end, rec.id)
+                    w = self._open[end] = _Window(end, rid)
                 for route in routes:
                     cv = r.values.get(route.channel)
                     zs = r.values.get(route.zs_channel) if route.zs_channel else None
@@ -88,16 +102,6 @@ class RealtimeSource:
                     prev = w.values.get(route.code)
                     if prev is None or prev[0] <= r.ts:
                         w.values[route.code] = (r.ts, cv, zs)
-        self._max_ts = max(self._max_ts, r.ts)
-        out: list[Outgoing] = []
-        for end in sorted(self._open):
-            if end + self.grace_ms > self._max_ts:
-                break
-            w = self._open.pop(end)
-            self.closed_through = end
-            if w.values:
-                out.append(Outgoing(self.cn, end, self._cp(w), w.first_id))
-        return out
 
     def low_water(self) -> int | None:
         return min((w.first_id for w in self._open.values()), default=None)

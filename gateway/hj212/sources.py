@@ -16,7 +16,8 @@ from typing import Any, Protocol
 
 from gateway.core.model import Flag
 from gateway.hj212.codec import Cp
-from gateway.store.codec import LogRecord
+from gateway.processing.records import AggregateRecord, aggregate_ts_range, select_aggregates
+from gateway.store.records import AGGREGATE, LogRecord
 
 
 @dataclass(slots=True)
@@ -90,7 +91,7 @@ class LogAggregateFeed:
         self._log = log
 
     def aggregates(self, rec: LogRecord) -> Sequence[Aggregate]:
-        if rec.kind == "aggregate":
+        if isinstance(rec, AggregateRecord):
             return [rec.payload]
         return ()
 
@@ -98,5 +99,6 @@ class LogAggregateFeed:
         lg = self._log()
         if lg is None:
             return []
-        found: list[Aggregate] = await lg.aggregates(window, begin_ms, end_ms)
+        found: Sequence[Aggregate] = select_aggregates(
+            await lg.records_of_kind(AGGREGATE, *aggregate_ts_range(begin_ms, end_ms)), window, begin_ms, end_ms)
         return sorted(found, key=lambda a: (a.start, a.device))

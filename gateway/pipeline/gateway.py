@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
+from gateway.alarms.records import AlarmRecord
 from gateway.config import ConfigError
 from gateway.core.model import DeviceReading
 from gateway.health import HealthMonitor, serve_metrics
@@ -31,8 +32,8 @@ from gateway.pipeline.stage import RegulatoryStage
 from gateway.sinks.backoff import Backoff
 from gateway.sinks.base import DeliveredHook, Sink
 from gateway.site.model import Site
-from gateway.store.codec import LogRecord
 from gateway.store.log import DurableLog, LogLockedError
+from gateway.store.records import LogRecord
 from gateway.systemd_notify import Notifier
 
 log = logging.getLogger("plume.app")
@@ -71,9 +72,9 @@ class Gateway:
     - `with_sinks=False`: no delivery at all (e.g. `plume demo`); readings are still committed to the log.
     - `source`: what produces readings (default: the acquisition polling the site's devices).
     - `on_commit(callback)`: `callback(records)` runs on the loop after every commit, with the LogRecords
-      just made durable: readings (id, per-device seq, DeviceReading) and, with `rec.kind` other than "reading",
-      aggregates, alarm events, actuations and commands (`rec.payload`; `rec.reading` is then an empty envelope).
-    - `on_alarm(callback)`: `callback(record)` for every committed alarm event (`record.payload.event` is the
+      just made durable, one type per kind (gateway.store.records): ReadingRecord (seq, DeviceReading),
+      AggregateRecord, AlarmRecord, ActuationRecord, CommandRecord (each with its `payload`).
+    - `on_alarm(callback)`: `callback(record)` for every committed AlarmRecord (`record.payload.event` is the
       AlarmEvent, `record.payload.active` the alarm's state after it); `stage.alarms.active()` lists what is
       active now.
     - `extra_sinks`: more log consumers built in code (e.g. an HJ 212 uplink): cursor name -> factory(log); each
@@ -105,7 +106,7 @@ class Gateway:
         self.health_interval_s = health_interval_s
         self._on_delivered = on_delivered
         self._listeners: list[Callable[[list[LogRecord]], None]] = []
-        self._alarm_listeners: list[Callable[[LogRecord], None]] = []
+        self._alarm_listeners: list[Callable[[AlarmRecord], None]] = []
         self.stage: RegulatoryStage | None = None
         self.log: DurableLog | None = None
         self.sinks: list[Sink] = []
@@ -118,7 +119,7 @@ class Gateway:
         if self.log is not None:
             self.log.on_commit(callback)
 
-    def on_alarm(self, callback: Callable[[LogRecord], None]) -> None:
+    def on_alarm(self, callback: Callable[[AlarmRecord], None]) -> None:
         self._alarm_listeners.append(callback)
         if self.stage is not None:
             self.stage.on_alarm(callback)

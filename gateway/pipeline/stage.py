@@ -32,12 +32,23 @@ from zoneinfo import ZoneInfo
 from gateway.alarms.actuation import ActuationPolicy, WriteCommand
 from gateway.alarms.engine import AlarmEngine
 from gateway.alarms.events import AlarmEvent, EventType
+from gateway.alarms.records import AlarmEntry, AlarmRecord
 from gateway.core.clock import now_ms
 from gateway.core.model import ChannelValue, DeviceReading
 from gateway.processing.cems import StackDeriver
 from gateway.processing.quality import QualityProcessor
+from gateway.processing.records import AggregateRecord, aggregate_ts_range, select_aggregates
 from gateway.processing.windows import WindowAggregate, WindowEngine
-from gateway.store.codec import ACTUATION, AGGREGATE, ALARM, COMMAND, READING, AlarmRecord, LogRecord
+from gateway.store.records import (
+    ACTUATION,
+    AGGREGATE,
+    ALARM,
+    COMMAND,
+    ActuationRecord,
+    CommandRecord,
+    LogRecord,
+    ReadingRecord,
+)
 
 if TYPE_CHECKING:
     from gateway.site.model import Site
@@ -89,7 +100,7 @@ class RegulatoryStage:
         self._writes: asyncio.Queue[WriteCommand] = asyncio.Queue()
         self._logged: dict[str, list[AlarmEvent]] = {}  # events of each active alarm (for checkpoints)
         self._logged_at: dict[str, int] = {}  # when the oldest of them that retention must keep was written
-        self._alarm_listeners: list[Callable[[LogRecord], None]] = []
+        self._alarm_listeners: list[Callable[[AlarmRecord], None]] = []
         self._last_stats = 0
         self._last_checkpoint = 0
         self.counters = {"aggregates": 0, "alarm_events": 0, "writes": 0, "write_failures": 0, "commands": 0}
@@ -103,8 +114,8 @@ class RegulatoryStage:
             self.cems.apply(reading)
 
     # --- outputs -------------------------------------------------------------------------------------------------
-    def on_alarm(self, callback: Callable[[LogRecord], None]) -> None:
-        """`callback(record)` for every committed alarm record (payload: AlarmRecord), checkpoints left out."""
+    def on_alarm(self, callback: Callable[[AlarmRecord], None]) -> None:
+        """`callback(record)` for every committed AlarmRecord, checkpoints left out."""
         self._alarm_listeners.append(callback)
 
     def _append(self, kind: str, payload: Any, ts: int) -> None:
@@ -125,7 +136,7 @@ class RegulatoryStage:
 
     def _events(self, events: list[AlarmEvent]) -> None:
         for ev in events:
-            self._append(ALARM, AlarmRecord(ev, self._state_of(ev.alarm_id)), ev.ts)
+            self._append(ALARM, AlarmEntry(ev, self._state_of(ev.alarm_id)), ev.ts)
             self.counters["alarm_events"] += 1
             self._track(ev, self._clock())
             level = logging.INFO if ev.type is not EventType.RENOTIFY else logging.DEBUG
@@ -224,8 +235,7 @@ class RegulatoryStage:
         if not self._live:
             return
         for rec in records:
-            kind = rec.kind
-            if kind == READING:
+            if isinstance(rec, ReadingRecord):
                 r = rec.reading
                 aggs = self.windows.feed(r)
                 if aggs:
@@ -233,9 +243,9 @@ class RegulatoryStage:
                 events = self.alarms.on_reading(r)
                 if events:
                     self._events(events)
-            elif kind == COMMAND:
-                self._apply_command(rec.payload, rec.reading.ts)
-            elif kind == ALARM and not rec.payload.checkpoint:
+            elif isinstance(rec, CommandRecord):
+                self._apply_command(rec.payload, rec.ts)
+            elif isinstance(rec, AlarmRecord) and not rec.payload.checkpoint:
                 for cb in self._alarm_listeners:
                     try:
                         cb(rec)
@@ -263,7 +273,7 @@ class RegulatoryStage:
             if now - self._logged_at.get(alarm_id, now) < self.checkpoint_after_ms:
                 continue
             for ev in events:
-                self._append(ALARM, AlarmRecord(ev, self._state_of(alarm_id), checkpoint=True), now)
+                self._append(ALARM, AlarmEntry(ev, self._state_of(alarm_id), checkpoint=True), now)
                 n += 1
             self._logged_at[alarm_id] = now
         return n
@@ -295,17 +305,18 @@ class RegulatoryStage:
         self.log = lg
         started = time.monotonic()
         now = self._clock()
-        alarm_recs = await lg.records_of_kind(ALARM, 0)
+        alarm_recs = [r for r in await lg.records_of_kind(ALARM, 0) if isinstance(r, AlarmRecord)]
         events = [r.payload.event for r in alarm_recs]
         self.alarms.restore(events)
         for r in alarm_recs:
             if r.payload.checkpoint:
-                self._logged_at[r.payload.event.alarm_id] = r.reading.ts
-            self._track(r.payload.event, r.reading.ts)
-        for r in await lg.records_of_kind(COMMAND, 0):
-            if r.payload.get("type") == "maintenance":
-                self._apply_command(r.payload, r.reading.ts, replay=True)
-        commands = [WriteCommand.from_json(r.payload["command"]) for r in await lg.records_of_kind(ACTUATION, 0)]
+                self._logged_at[r.payload.event.alarm_id] = r.ts
+            self._track(r.payload.event, r.ts)
+        for c in await lg.records_of_kind(COMMAND, 0):
+            if isinstance(c, CommandRecord) and c.payload.get("type") == "maintenance":
+                self._apply_command(c.payload, c.ts, replay=True)
+        commands = [WriteCommand.from_json(r.payload["command"]) for r in await lg.records_of_kind(ACTUATION, 0)
+                    if isinstance(r, ActuationRecord)]
         first_ts, last_ts = await lg.reading_span()
         self._replaying = True
         try:
@@ -328,9 +339,9 @@ class RegulatoryStage:
     async def _replay(self, lg: DurableLog, first_ts: int, last_ts: int) -> None:
         windows = self.windows
         latest = await lg.latest_of_kind(AGGREGATE)
-        if latest is not None:
+        if isinstance(latest, AggregateRecord):
             since = windows.restore_since(latest.payload.end)
-            restored = await lg.aggregates(None, since)
+            restored = select_aggregates(await lg.records_of_kind(AGGREGATE, *aggregate_ts_range(since)), None, since)
             self._aggregates(windows.restore(restored, history_from=first_ts))
         else:  # nothing aggregated yet (a new log, or one from before the windows): today's readings
             since = max(first_ts, windows.restore_since(last_ts))
@@ -349,7 +360,8 @@ class RegulatoryStage:
         q_from = last_ts - int(q_span_s * 1000) - 60_000
         raw_from = min([*win_from.values(), readings_from, q_from]) if win_from else min(readings_from, q_from)
         raw_from = max(raw_from, first_ts)
-        logged_aggs = [r for r in await lg.records_of_kind(AGGREGATE, aggs_from) if r.payload.start >= aggs_from]
+        logged_aggs = [r for r in await lg.records_of_kind(AGGREGATE, aggs_from)
+                       if isinstance(r, AggregateRecord) and r.payload.start >= aggs_from]
         logged_aggs.reverse()  # pop() from the end = the oldest first
 
         def judge_logged_until(rid: int) -> None:
@@ -361,7 +373,7 @@ class RegulatoryStage:
         async for batch in lg.readings_since(raw_from - 120_000):  # reading times may trail log order a little
             for rec in batch:
                 judge_logged_until(rec.id)
-                if rec.kind == READING:
+                if isinstance(rec, ReadingRecord):
                     r = rec.reading
                     if prepare and r.ts >= q_from:
                         self.prepare(copy_reading(r))
@@ -370,7 +382,7 @@ class RegulatoryStage:
                         fed += 1
                     if r.ts >= readings_from:
                         self._events(self.alarms.on_reading(r))
-                elif rec.kind == COMMAND and rec.reading.ts >= readings_from:
-                    self._apply_command(rec.payload, rec.reading.ts, replay=True)
+                elif isinstance(rec, CommandRecord) and rec.ts >= readings_from:
+                    self._apply_command(rec.payload, rec.ts, replay=True)
         judge_logged_until(1 << 62)
         log.debug("replay: %d readings fed to the windows from %d", fed, raw_from)

@@ -8,8 +8,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from gateway.store.codec import LogRecord
 from gateway.store.log import Consumer
+from gateway.store.records import LogRecord
 
 HealthProvider = Callable[[], Awaitable[dict[str, Any]]]
 DeliveredHook = Callable[[list[LogRecord]], None]
@@ -36,7 +36,7 @@ class SinkStatus:
         self.last_delivery_ms = int(now)
         lat = self.latencies_ms
         for r in records:
-            lat.append(now - r.reading.ts)
+            lat.append(now - r.ts)
 
     def latency_quantiles(self) -> tuple[float | None, float | None]:
         """p50 and p99 of the recent poll-to-confirmation latencies (ms)."""

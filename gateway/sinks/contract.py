@@ -31,7 +31,8 @@ import json
 import math
 from typing import Any
 
-from gateway.store.codec import AlarmRecord, LogRecord
+from gateway.alarms.records import AlarmEntry
+from gateway.store.records import ReadingRecord
 
 CONTRACT_VERSION = 1
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
@@ -55,7 +56,7 @@ def _clean(value: object) -> object:
     return value
 
 
-def data_payload(record: LogRecord) -> bytes:
+def data_payload(record: ReadingRecord) -> bytes:
     r = record.reading
     values: dict[str, dict[str, object]] = {}
     for ch, cv in r.values.items():
@@ -137,13 +138,13 @@ def _clean_json(d: dict[str, Any]) -> dict[str, Any]:
     return {k: _clean(v) for k, v in d.items()}
 
 
-def alarm_event_payload(rec: AlarmRecord) -> bytes:
+def alarm_event_payload(rec: AlarmEntry) -> bytes:
     body = _clean_json(rec.event.to_json())
     body["v"] = CONTRACT_VERSION
     return _dumps(body).encode()
 
 
-def alarm_active_payload(rec: AlarmRecord) -> bytes:
+def alarm_active_payload(rec: AlarmEntry) -> bytes:
     """The retained state after this event; b"" (clears the retained message) once the alarm cleared."""
     if rec.active is None:
         return b""

@@ -17,13 +17,15 @@ import enum
 import logging
 import time
 
+from gateway.alarms.records import AlarmRecord
+from gateway.processing.records import AggregateRecord
 from gateway.sinks.backoff import Backoff, Outage
 from gateway.sinks.base import DeliveredHook, HealthProvider, SinkStatus
 from gateway.sinks.config import InfluxSinkConfig
 from gateway.sinks.influx_http import TransportError, Writer, make_writer
 from gateway.sinks.lineproto import aggregate_line, alarm_line, health_lines, reading_line
-from gateway.store.codec import AGGREGATE, ALARM, READING, LogRecord
 from gateway.store.log import DurableLog
+from gateway.store.records import LogRecord, ReadingRecord, value_count
 
 log = logging.getLogger("plume.sink.influx")
 
@@ -42,11 +44,11 @@ class Closing(Exception):
 
 def record_line(rec: LogRecord) -> str | None:
     """The point of a log record: readings, aggregates, alarm events (not checkpoints); None for other kinds."""
-    if rec.kind == READING:
+    if isinstance(rec, ReadingRecord):
         return reading_line(rec.reading)
-    if rec.kind == AGGREGATE:
+    if isinstance(rec, AggregateRecord):
         return aggregate_line(rec.payload)
-    if rec.kind == ALARM and not rec.payload.checkpoint:
+    if isinstance(rec, AlarmRecord) and not rec.payload.checkpoint:
         return alarm_line(rec.payload.event)
     return None
 
@@ -122,7 +124,7 @@ class InfluxSink:
             after = records[-1].id
             # readings the disk cap dropped while we were retrying were counted as dropped, not delivered
             delivered = [r for r in records if r.id > self.consumer.acked]
-            values = sum(len(r.reading.values) for r in delivered)
+            values = value_count(delivered)
             self.log.ack(self.consumer, after, len(delivered), values)
             self.status.delivered(delivered)
             if self._on_delivered is not None:
@@ -137,8 +139,9 @@ class InfluxSink:
             rec, line = items[0]
             self.log.reject(self.consumer, rec, line, f"HTTP {verdict.value}: {message}")
             log.warning("influx[%s]: server refused reading %d of %s (ts %d): %s; kept in the log's rejected "
-                        "table, moving on (%d rejected so far)", self.name, rec.id, rec.reading.device,
-                        rec.reading.ts, message, self.consumer.rejected)
+                        "table, moving on (%d rejected so far)", self.name, rec.id,
+                        rec.reading.device if isinstance(rec, ReadingRecord) else rec.kind, rec.ts, message,
+                        self.consumer.rejected)
             return
         mid = len(items) // 2
         await self._deliver(items[:mid])

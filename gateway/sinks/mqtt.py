@@ -31,6 +31,8 @@ import aiomqtt
 from aiomqtt.exceptions import MqttConnectError
 from paho.mqtt.reasoncodes import ReasonCode
 
+from gateway.alarms.records import AlarmRecord
+from gateway.processing.records import AggregateRecord
 from gateway.sinks.backoff import Backoff, Outage
 from gateway.sinks.base import DeliveredHook, HealthProvider, SinkStatus
 from gateway.sinks.config import MqttSinkConfig
@@ -50,8 +52,8 @@ from gateway.sinks.contract import (
     maintenance_topic,
     status_topic,
 )
-from gateway.store.codec import AGGREGATE, ALARM, READING, LogRecord
 from gateway.store.log import DurableLog
+from gateway.store.records import LogRecord, ReadingRecord, value_count
 
 log = logging.getLogger("plume.sink.mqtt")
 
@@ -275,7 +277,7 @@ class MqttSink:
                     if len(window) >= cfg.inflight:
                         await self._settle(window, 1)
                     fut: asyncio.Future[Any]
-                    if rec.kind == READING:
+                    if isinstance(rec, ReadingRecord):
                         fut = asyncio.ensure_future(
                             publish(self._topic(rec), data_payload(rec), qos=qos, retain=retain, timeout=timeout)
                         )
@@ -301,7 +303,7 @@ class MqttSink:
             fut.result()  # raises MqttError if that publish failed: the session ends, the cursor stays
             done.append(rec)
         if done:
-            values = sum(len(r.reading.values) for r in done)
+            values = value_count(done)
             self.log.ack(self.consumer, done[-1].id, len(done), values)
             self.status.delivered(done)
             if self._on_delivered is not None:
@@ -310,12 +312,12 @@ class MqttSink:
     def _publish_record(self, client: aiomqtt.Client, rec: LogRecord) -> asyncio.Future[Any] | None:
         """Aggregates and alarm events; None for kinds this sink passes over."""
         cfg = self.cfg
-        if rec.kind == AGGREGATE:
+        if isinstance(rec, AggregateRecord):
             agg = rec.payload
             topic = agg_topic(cfg.topic_prefix, self.site_id, agg.device, agg.window)
             return asyncio.ensure_future(client.publish(topic, agg_payload(agg), qos=cfg.qos, retain=cfg.retain,
                                                         timeout=cfg.timeout_s))
-        if rec.kind == ALARM and not rec.payload.checkpoint:
+        if isinstance(rec, AlarmRecord) and not rec.payload.checkpoint:
             ev = rec.payload.event
             active = alarm_active_topic(cfg.topic_prefix, self.site_id, ev.rule, ev.device, ev.channel)
             qos = max(1, cfg.qos)
@@ -326,7 +328,7 @@ class MqttSink:
             )
         return None
 
-    def _topic(self, rec: LogRecord) -> str:
+    def _topic(self, rec: ReadingRecord) -> str:
         device = rec.reading.device
         topic = self._topics.get(device)
         if topic is None:

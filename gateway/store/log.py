@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import json
 import logging
 import math
 import os
@@ -28,29 +27,19 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 
 from gateway.core.model import DeviceReading
-from gateway.store.codec import (
-    AGGREGATE,
-    ALARM,
-    KIND_CODES,
-    KIND_NAMES,
-    KindRow,
-    LogRecord,
-    Row,
-    Schema,
-    SchemaKey,
-    aggregate_schema_key,
-    decode,
-    decode_aggregate,
-    decode_alarm,
-    encode,
-    encode_aggregate,
-    encode_alarm,
-    encode_json,
-    envelope,
-    schema_key,
-)
+from gateway.store.codec import KindRow, Row, Schema, decode, encode, schema_key
 from gateway.store.config import StoreConfig
 from gateway.store.db import Batch, CursorRow, LogDb, RejectRow
+from gateway.store.records import (
+    KIND_CODES,
+    LogRecord,
+    PayloadRecord,
+    ReadingRecord,
+    SchemaKey,
+    UnknownRecord,
+    record_type,
+    record_type_of,
+)
 
 log = logging.getLogger("plume.store")
 T = TypeVar("T")
@@ -215,21 +204,15 @@ class DurableLog:
         await self.close()
 
     # --- writing ---------------------------------------------------------------------------------------------
-    def append(self, reading: DeviceReading) -> LogRecord:
+    def append(self, reading: DeviceReading) -> ReadingRecord:
         """Buffer one poll for the next commit. Cheap and non-blocking: called on the loop for every poll."""
         key = schema_key(reading)
-        schema = self._schemas.get(key)
-        if schema is None:
-            schema = Schema(self._next_schema, *key)
-            self._next_schema += 1
-            self._schemas[key] = schema
-            self._schemas_by_id[schema.id] = schema
-            self._new_schemas.append(schema)
+        schema = self._schemas.get(key) or self._schema_for(key)
         seq = self._seqs.get(reading.device, 0) + 1
         self._seqs[reading.device] = seq
         self._new_seqs[reading.device] = seq
         self.last_id += 1
-        record = LogRecord(self.last_id, seq, reading)
+        record = ReadingRecord(self.last_id, reading.ts, reading.site, seq, reading)
         self._buffer.append(record)
         self._rows.append(encode(record.id, seq, schema.id, reading))
         self._wake.set()
@@ -237,35 +220,33 @@ class DurableLog:
             self._full.set()
         return record
 
-    def append_record(self, kind: str, payload: Any, ts: int, site: str = "") -> LogRecord:
-        """Buffer a record that is not a reading (see gateway.store.codec): an aggregate (WindowAggregate), an alarm
-        event (AlarmRecord), an actuation or a command (JSON-able dicts). Same id sequence, same commit."""
+    def append_record(self, kind: str, payload: Any, ts: int, site: str = "") -> PayloadRecord[Any]:
+        """Buffer a record that is not a reading (gateway.store.records: the payload of a registered kind). Same
+        id sequence, same commit. Raises ValueError for a kind no module registered."""
+        rt = record_type(kind)
+        enc = rt.encode(payload, ts)
+        schema_id = 0
+        if enc.layout is not None:
+            schema_id = self._schema_for(enc.layout).id
         self.last_id += 1
         rid = self.last_id
-        if kind == AGGREGATE:
-            key = aggregate_schema_key(payload)
-            schema = self._schemas.get(key)
-            if schema is None:
-                schema = Schema(self._next_schema, *key)
-                self._next_schema += 1
-                self._schemas[key] = schema
-                self._schemas_by_id[schema.id] = schema
-                self._new_schemas.append(schema)
-            row = encode_aggregate(rid, schema.id, payload)
-            ts = row[1]
-        elif kind == ALARM:
-            row = encode_alarm(rid, ts, payload)
-        elif kind in KIND_CODES and kind != "reading":
-            row = encode_json(rid, ts, kind, payload)
-        else:
-            raise ValueError(f"unknown record kind {kind!r}")
-        record = LogRecord(rid, 0, envelope(site, kind, ts), kind, payload)
+        record = rt.record(rid, enc.ts, site, payload)
         self._buffer.append(record)
-        self._records.append(row)
+        self._records.append((rid, enc.ts, 0, schema_id, enc.flags, enc.vals, None, rt.code))
         self._wake.set()
         if len(self._buffer) >= self._max_batch:
             self._full.set()
         return record
+
+    def _schema_for(self, key: SchemaKey) -> Schema:
+        schema = self._schemas.get(key)
+        if schema is None:
+            schema = Schema(self._next_schema, *key)
+            self._next_schema += 1
+            self._schemas[key] = schema
+            self._schemas_by_id[schema.id] = schema
+            self._new_schemas.append(schema)
+        return schema
 
     def on_commit(self, listener: Callable[[list[LogRecord]], None]) -> None:
         """Call `listener(records)` on the loop after each commit (e.g. `plume demo` showing readings)."""
@@ -399,20 +380,15 @@ class DurableLog:
         out: list[LogRecord] = []
         for rid, ts, seq, sid, flags, vals, extra, kind in rows:
             if kind == 0:
-                out.append(LogRecord(rid, seq, decode(schemas[sid], ts, flags, vals, extra)))
+                reading = decode(schemas[sid], ts, flags, vals, extra)
+                out.append(ReadingRecord(rid, ts, reading.site, seq, reading))
                 continue
-            name = KIND_NAMES.get(kind, "unknown")
-            payload: Any
-            if name == AGGREGATE:
-                payload = decode_aggregate(schemas[sid], ts, flags, vals)
-                site = payload.site
-            elif name == ALARM:
-                payload = decode_alarm(flags, vals)
-                site = payload.event.site
-            else:
-                payload = json.loads(vals)
-                site = str(payload.get("site", "")) if isinstance(payload, dict) else ""
-            out.append(LogRecord(rid, 0, envelope(site, name, ts), name, payload))
+            rt = record_type_of(kind)
+            if rt is None:  # written by a newer gateway, or its module is not loaded: keep it as text
+                out.append(UnknownRecord(rid, ts, "", vals))
+                continue
+            payload = rt.decode(schemas[sid].key if sid else None, ts, flags, vals)
+            out.append(rt.record(rid, ts, rt.site_of(payload), payload))
         return out
 
     async def read_kinds(self, after: int, kinds: tuple[str, ...], limit: int = 500) -> tuple[list[LogRecord], int]:
@@ -456,14 +432,6 @@ class DurableLog:
         row = await self._run(self._db.latest_of_kind, KIND_CODES[kind])
         return None if row is None else self._decode_rows([row])[0]
 
-    async def aggregates(self, window: str | None, start_from: int, start_to: int | None = None) -> list[Any]:
-        """Closed aggregates (WindowAggregate) of `window` (None: all) with start_from <= start (<= start_to),
-        oldest end first. (A day is at most 25 hours: the ts index is searched from start_from on.)"""
-        to = None if start_to is None else start_to + 25 * 3_600_000
-        recs = await self.records_of_kind(AGGREGATE, start_from, to)
-        return [r.payload for r in recs if (window is None or r.payload.window == window)
-                and r.payload.start >= start_from and (start_to is None or r.payload.start <= start_to)]
-
     async def readings_since(self, ts: int, batch: int = 2000) -> AsyncIterator[list[LogRecord]]:
         """Async iterator over committed records (every kind) from the first reading with ts >= `ts` on, in log
         order, in batches (lists)."""
@@ -497,7 +465,7 @@ class DurableLog:
         """`consumer`'s target refused this record for good (malformed): keep it aside, count it, move on."""
         consumer.rejected += 1
         consumer.dirty = True
-        self._rejects.append(RejectRow(consumer.name, record.id, record.reading.ts, int(time.time() * 1000),
+        self._rejects.append(RejectRow(consumer.name, record.id, record.ts, int(time.time() * 1000),
                                        payload, error))
         self._wake.set()
 
@@ -513,7 +481,7 @@ class DurableLog:
             return None
         tail = self._tail
         if tail and tail[0].id <= nxt <= tail[-1].id:
-            return tail[nxt - tail[0].id].reading.ts
+            return tail[nxt - tail[0].id].ts
         return await self._run(self._db.ts_of, nxt)
 
     def depth(self, consumer: Consumer) -> int:

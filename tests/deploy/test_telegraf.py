@@ -26,9 +26,9 @@ from gateway.sinks.config import MqttSinkConfig
 from gateway.sinks.contract import data_payload, data_topic
 from gateway.sinks.lineproto import reading_line
 from gateway.sinks.mqtt import MqttSink, tls_context
-from gateway.store.codec import LogRecord
 from gateway.store.config import StoreConfig
 from gateway.store.log import DurableLog
+from gateway.store.records import ReadingRecord
 
 from .fleet import Client, FleetBroker, free_port, port_open, wait_until
 from .helpers import DEPLOY, need
@@ -147,8 +147,8 @@ def awkward_readings() -> list[DeviceReading]:
     ]
 
 
-def records(readings: list[DeviceReading]) -> list[LogRecord]:
-    return [LogRecord(id=i + 1, seq=i + 1, reading=r) for i, r in enumerate(readings)]
+def records(readings: list[DeviceReading]) -> list[ReadingRecord]:
+    return [ReadingRecord(id=i + 1, ts=r.ts, site=r.site, seq=i + 1, reading=r) for i, r in enumerate(readings)]
 
 
 @pytest.fixture(scope="module")

@@ -37,6 +37,7 @@ import httpx
 from gateway.core.model import ChannelValue, DeviceReading, Flag
 from gateway.site.load import load_site
 from gateway.site.model import Site
+from gateway.store.records import ReadingRecord
 from tests.pipeline.helpers import Proc, gateway_cmd, sim_cmd
 from tests.pipeline.servers import InfluxDB, free_port, wait_for
 
@@ -186,7 +187,7 @@ async def _run_history(site: Site, log_path: Path, start_ms: int, end_ms: int) -
 
     def committed(records: list[Any]) -> None:
         for rec in records:
-            if getattr(rec, "kind", "reading") == "reading":
+            if isinstance(rec, ReadingRecord):
                 clock[0] = max(clock[0], rec.reading.ts)
 
     def now() -> int:

@@ -17,7 +17,7 @@ from plume_sim.platform import PlatformSim
 from gateway.hj212.sources import Aggregate
 from gateway.hj212.timefmt import time_text
 from gateway.processing.windows import WindowAggregate, WindowEngine, WindowsConfig
-from gateway.store.codec import LogRecord
+from gateway.store.records import LogRecord, ReadingRecord
 
 from .helpers import TZ
 from .uplink_rig import Rig, cp_dict, dust, uplink_yaml
@@ -31,6 +31,8 @@ class EngineFeed:
         self.closed: list[WindowAggregate] = []
 
     def aggregates(self, rec: LogRecord) -> Sequence[Aggregate]:
+        if not isinstance(rec, ReadingRecord):
+            return []
         out = self.engine.feed(rec.reading)
         self.closed += out
         return out

@@ -20,7 +20,7 @@ from gateway.hj212.realtime import window_end
 from gateway.hj212.timefmt import time_text
 from gateway.pipeline.gateway import Gateway
 from gateway.site.load import load_site
-from gateway.store.codec import LogRecord
+from gateway.store.records import LogRecord, ReadingRecord
 
 from .helpers import MN, PW, TZ, free_port
 from .uplink_rig import Delivered, cp_dict
@@ -103,7 +103,8 @@ class Commits:
     def __call__(self, records: list[LogRecord]) -> None:
         self.n += len(records)
         for r in records:
-            self.first_ts.setdefault(r.reading.device, r.reading.ts)
+            if isinstance(r, ReadingRecord):
+                self.first_ts.setdefault(r.reading.device, r.reading.ts)
         self.changed.set()
         self.changed = asyncio.Event()
 

@@ -17,8 +17,8 @@ from gateway.hj212.uplink import UplinkSink
 from gateway.pipeline.consumers import build_consumers
 from gateway.site.load import load_site
 from gateway.site.model import Site
-from gateway.store.codec import LogRecord
 from gateway.store.log import DurableLog
+from gateway.store.records import LogRecord
 
 from .helpers import MN, PW
 

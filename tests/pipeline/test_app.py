@@ -15,7 +15,7 @@ from gateway.core.model import DeviceReading
 from gateway.logsetup import add_secret, redact, setup_logging
 from gateway.pipeline.gateway import Gateway
 from gateway.site.model import Site
-from gateway.store.codec import LogRecord
+from gateway.store.records import LogRecord
 
 from .helpers import log_records, reading
 

@@ -20,7 +20,7 @@ import pytest
 from gateway.core.model import ChannelValue, DeviceReading
 from gateway.pipeline.gateway import Gateway
 from gateway.site.model import Site
-from gateway.store.codec import AGGREGATE, ALARM, LogRecord
+from gateway.store.records import AGGREGATE, ALARM, LogRecord
 
 from .servers import InfluxDB, Mosquitto, MqttCollector
 

@@ -15,8 +15,8 @@ from gateway.core.model import ChannelValue, DeviceReading, Flag
 from gateway.pipeline.gateway import Gateway
 from gateway.pipeline.stage import RegulatoryStage
 from gateway.site.model import Site
-from gateway.store.codec import ALARM, READING, LogRecord
 from gateway.store.log import DurableLog
+from gateway.store.records import ALARM, READING, LogRecord
 
 T0 = (int(time.time()) // 3600 + 24) * 3_600_000  # tomorrow: the timer never closes these windows early
 
