@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -138,13 +139,11 @@ def build_consumers(site: Site, *, feed: FeedFactory = log_feed) -> list[Consume
     data (default: the log's aggregate records; a test rig may give its own, or none)."""
     problems: list[str] = []
     plans: list[ConsumerPlan] = []
+    wiring: dict[str, Wire] = {**WIRING, "uplinks": partial(_uplink, feed=feed)}
     for consumer in site.consumers:
         section, _, rest = consumer.section.partition("[")
         index = int(rest.rstrip("]"))
-        if section == "uplinks":
-            make = _uplink(site, index, consumer.section, problems, feed)
-        else:
-            make = WIRING[section](site, index, consumer.section, problems)
+        make = wiring[section](site, index, consumer.section, problems)
         if make is not None:
             plans.append(ConsumerPlan(consumer.name, section, make))
     if problems:
