@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import shutil
 import signal
+import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -70,6 +71,25 @@ def with_local_servers(site: Site, folder: Path, console: Console) -> tuple[Site
     return assemble(cfg, site.path), servers
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def private_endpoints(site: Site, folder: Path) -> Site:
+    """The demo serves every device itself, so it gives each loopback TCP bus a free port and each serial line a
+    pty link in its own folder: a second demo, or a `plume-sim` on the same site file, does not collide with it."""
+    from gateway.config import RtuBus, RtuOverTcpBus, SerialFrameBus, TcpBus
+    from gateway.localservers import free_port
+
+    buses = []
+    for bus in site.config.buses:
+        if isinstance(bus, TcpBus | RtuOverTcpBus) and bus.host in LOOPBACK:
+            bus = bus.model_copy(update={"port": free_port()})
+        elif isinstance(bus, RtuBus | SerialFrameBus):
+            bus = bus.model_copy(update={"port": str(folder / Path(bus.port).name)})
+        buses.append(bus)
+    return assemble(site.config.model_copy(update={"buses": buses}), site.path)
+
+
 def sinks_table(health: dict[str, Any]) -> Table:
     table = Table("sink", "connected", "delivered", "waiting in the log", title="sinks", box=None, padding=(0, 1))
     for name, s in (health.get("sinks") or {}).items():
@@ -81,13 +101,15 @@ def sinks_table(health: dict[str, Any]) -> Table:
 async def demo_main(site: Site, duration: float | None, seed: int, console: Console, log_dir: Path,
                     with_servers: bool = False) -> int:
     servers: list[Server] = []
-    if with_servers:
-        site, servers = with_local_servers(site, log_dir / "servers", console)
-    try:
-        return await _demo(site, duration, seed, console, log_dir)
-    finally:
-        for server in servers:
-            server.stop()
+    with tempfile.TemporaryDirectory(prefix="plume-demo-") as private:
+        site = private_endpoints(site, Path(private))
+        if with_servers:
+            site, servers = with_local_servers(site, log_dir / "servers", console)
+        try:
+            return await _demo(site, duration, seed, console, log_dir)
+        finally:
+            for server in servers:
+                server.stop()
 
 
 SILENT_FROM_S = 8.0
@@ -151,6 +173,8 @@ async def _demo(site: Site, duration: float | None, seed: int, console: Console,
             task.result()  # the gateway could not start: raise its error
         console.print(f"simulator up for site [bold]{site.id}[/]: {len(site.devices)} devices; gateway polling, "
                       f"every reading committed to {log_dir / 'log.sqlite'} (Ctrl-C to stop)")
+        for line in sim.describe():
+            console.print(f"  simulator {line}")
         if victim:
             console.print(f"scripted fault: device {victim} goes silent at {SILENT_FROM_S:.0f} s and answers again at "
                           f"{SILENT_UNTIL_S:.0f} s: watch its alarm")
@@ -213,6 +237,6 @@ def run_demo(site: Site, *, duration: float | None, seed: int, console: Console,
     except SimError as exc:
         for line in exc.problems:
             console.print(f"[red]simulator: {line}[/]")
-        console.print("Is another `plume demo` or `plume-sim` running on this site file? Stop it, or pass a copy of "
-                      "the site file with other ports and paths.")
+        console.print("The demo serves loopback TCP buses on free ports and serial lines as ptys in a folder of its "
+                      "own; a TCP bus on another host must name an address of this machine that is free.")
         return 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import subprocess
 import sys
@@ -49,3 +50,17 @@ def test_plume_demo_with_servers_delivers_to_a_local_mosquitto_and_influxdb(tmp_
     assert set(delivered) == {"mosquitto", "influxdb"}
     assert all(int(n) > 0 for n in delivered.values()), delivered
     assert "mosquitto_sub -p" in r.stdout  # the user is told where to look
+
+
+def test_two_demos_run_side_by_side_on_their_own_ports_and_ptys(tmp_path):
+    """A second demo (or one beside a running plume-sim) used to fail with "Address already in use"."""
+    cmd = [sys.executable, "-m", "gateway.cli", "demo", "--duration", "5"]
+    procs = [subprocess.Popen([*cmd, "--log-dir", str(tmp_path / f"demo-{i}")], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, cwd=ROOT) for i in range(2)]
+    outs = [p.communicate(timeout=90)[0] for p in procs]
+    for p, out in zip(procs, outs, strict=True):
+        assert p.returncode == 0, out
+        assert "committed to the durable log" in out.strip().splitlines()[-1], out
+    ports = [re.search(r"simulator tcp lan: 127\.0\.0\.1:(\d+)", out) for out in outs]
+    assert all(ports) and ports[0].group(1) != ports[1].group(1), outs  # type: ignore[union-attr]
+    assert all("/tmp/plume-sim/" not in out for out in outs), "the ptys live in each demo's own folder"
