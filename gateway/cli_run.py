@@ -29,14 +29,19 @@ def run_command(
     import logging
 
     from gateway.config import ConfigError
+    from gateway.core.clock import SPEEDUP_ENV, speedup_from_environment
     from gateway.logsetup import setup_logging
     from gateway.site.load import load_site
 
     try:
         setup_logging(log_format, log_level)
+        fast = speedup_from_environment()
     except ValueError as exc:
         print(f"plume run: {exc}", file=sys.stderr)
         raise typer.Exit(2) from None
+    if fast != 1.0:
+        logging.getLogger("plume.run").warning("%s: the clock runs %g times as fast as real time (tests and demos "
+                                               "only: never on a real site)", SPEEDUP_ENV, fast)
     try:
         site = load_site(file)
     except ConfigError as exc:

@@ -9,6 +9,8 @@ import asyncio
 import contextlib
 import signal
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -67,7 +69,8 @@ def run(
     """Simulate every device of a site file on the buses it names."""
     try:
         sim = Simulator(file, seed=seed, truth_path=truth, pace=pace, turnaround_ms=turnaround_ms,
-                        faults=fault or (), control=control, on_event=None if quiet else _print)
+                        faults=fault or (), control=control, on_event=None if quiet else _print,
+                        clock=_clock_from_environment())
         asyncio.run(_run(sim, duration))
     except SimError as exc:
         for line in exc.problems:
@@ -79,3 +82,16 @@ def run(
 
 def main() -> None:
     app()
+
+
+def _clock_from_environment() -> Callable[[], float]:
+    """The devices' clock: real time, or the fast-motion clock a test gives the gateway too (PLUME_CLOCK_SPEEDUP),
+    so that signals and fault durations run at the gateway's pace."""
+    from gateway.core.clock import now_ms, speedup_from_environment
+
+    try:
+        fast = speedup_from_environment()
+    except ValueError as exc:
+        print(f"plume-sim: {exc}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    return time.time if fast == 1.0 else lambda: now_ms() / 1000

@@ -19,6 +19,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from gateway.config import ConfigError, RtuBus, RtuOverTcpBus, SerialFrameBus, TcpBus
+from gateway.core.clock import speedup
 from gateway.site.load import load_site
 from gateway.site.model import Site
 from plume_sim.buses import Endpoint, RtuOverTcpEndpoint, RtuPtyEndpoint, SerialFrameEndpoint, TcpEndpoint
@@ -228,7 +229,7 @@ class Simulator:
 
     def _schedule_reboot_end(self, name: str, dev: SimDevice, loop: asyncio.AbstractEventLoop) -> None:
         assert dev.reboot_until is not None
-        delay = max(0.0, dev.reboot_until - self.clock())
+        delay = max(0.0, dev.reboot_until - self.clock()) / speedup()  # (fast-motion tests: shorter)
 
         def done() -> None:
             self._timers.pop(name, None)

@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import logging
 import math
-import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from gateway.acquisition.frames import FrameParser
 from gateway.acquisition.link import ModbusLink, ReadError
 from gateway.acquisition.planner import Request
 from gateway.config import RtuBus, RtuOverTcpBus, SerialFrameBus, TcpBus
-from gateway.core.clock import now_ms
+from gateway.core.clock import now_ms, speedup
 from gateway.core.model import DeviceReading
 from gateway.site.model import ResolvedDevice, Site
 
@@ -76,12 +75,15 @@ class DeviceState:
     @classmethod
     def of(cls, site_id: str, dev: ResolvedDevice) -> DeviceState:
         c = dev.config
-        return cls(DeviceDecoder(site_id, dev), DeviceHealth(c.name, c.bus), c.poll_interval_s, c.timeout_s,
-                   c.retries, c.address, c.backoff_max_s)
+        fast = speedup()  # 1.0 but in fast-motion tests: schedules (in loop time) shrink with the clock
+        return cls(DeviceDecoder(site_id, dev), DeviceHealth(c.name, c.bus), c.poll_interval_s / fast, c.timeout_s,
+                   c.retries, c.address, c.backoff_max_s / fast)
 
     def schedule_first(self, loop_now: float) -> None:
-        wall = time.time()
-        self.due = loop_now + (math.ceil(wall / self.interval_s) * self.interval_s - wall)
+        """The first poll on a multiple of the interval on the gateway's clock, so polls land on round times."""
+        fast = speedup()
+        wall, period = now_ms() / 1000, self.interval_s * fast
+        self.due = loop_now + (math.ceil(wall / period) * period - wall) / fast
 
     def schedule_next(self, loop_now: float) -> None:
         self.due += self.interval_s

@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from gateway.core.clock import now_ms
 from gateway.hj212.aggregates import AggregateSource, AggregateSources
 from gateway.hj212.codec import VERSION_BITS, Cp, Packet, encode, make_flag, split
 from gateway.hj212.commands import CommandHandler, History
@@ -103,7 +104,7 @@ class UplinkSink:
         state_path: Path,
         aggregates: AggregateFeed | None = None,
         on_delivered: DeliveredHook | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = lambda: now_ms() / 1000,
     ):
         self.cfg = cfg
         self.name = cfg.name

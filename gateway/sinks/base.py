@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from gateway.core.clock import now_ms
 from gateway.store.log import Consumer
 from gateway.store.records import LogRecord
 
@@ -32,7 +32,7 @@ class SinkStatus:
 
     def delivered(self, records: list[LogRecord]) -> None:
         """Records confirmed by the target now: remember poll-to-confirmation latencies."""
-        now = time.time() * 1000
+        now = now_ms()
         self.last_delivery_ms = int(now)
         lat = self.latencies_ms
         for r in records:

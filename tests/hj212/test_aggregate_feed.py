@@ -14,7 +14,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -27,6 +26,7 @@ from gateway.hj212.timefmt import time_text
 from gateway.pipeline.gateway import Gateway
 from gateway.site.load import load_site
 from gateway.site.model import Site
+from tests.pipeline.helpers import FastClock
 
 from .helpers import MN, PW, TZ, free_port
 
@@ -146,13 +146,15 @@ async def test_plume_run_sends_minute_data_built_from_the_aggregates(tmp_path: P
         path.write_text(RUN_SITE.format(tmp=tmp_path, sim_port=free_port(), city_port=city.port, mn=MN, pw=PW),
                         encoding="utf-8")
         sim_out, gw_out = open(tmp_path / "sim.out", "wb"), open(tmp_path / "gw.out", "wb")  # noqa: SIM115
+        clock = FastClock(10)  # the gateway's minutes close every 6 s (its I/O keeps real time)
+        env = {**os.environ, **clock.env()}
         sim = subprocess.Popen([script("plume-sim"), str(path), "--quiet"], stdout=sim_out, stderr=subprocess.STDOUT,
-                               start_new_session=True)
+                               start_new_session=True, env=env)
         gw: subprocess.Popen[bytes] | None = None
-        started = int(time.time() * 1000)
+        started = clock.now_ms()
         try:
             gw = subprocess.Popen([sys.executable, "-m", "gateway.cli_run", str(path)], stdout=gw_out,
-                                  stderr=subprocess.STDOUT, start_new_session=True)
+                                  stderr=subprocess.STDOUT, start_new_session=True, env=env)
             # the first minute is partial (flagged, not hidden); the second is a whole one
             await city.wait_for(lambda r: r.cn == "2051" and r.answered == "9014", count=2, timeout=150)
             await city.wait_for(lambda r: r.cn == "2011" and r.answered == "9014", count=2, timeout=30)

@@ -7,10 +7,12 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from gateway.core.clock import SPEEDUP_ENV, speedup_value
 from gateway.core.model import ChannelValue, DeviceReading, Flag
 
 from .servers import wait_for
@@ -36,6 +38,27 @@ def reading(device: str, ts: int, values: dict[str, float | str | None] | None =
         values = {"pm10": float(ts % 997), "pm25": float(ts % 499) / 2, "tsp": float(ts % 1999)}
     cvs = {ch: ChannelValue(v, unit, flag if v is not None else Flag.B) for ch, v in values.items()}
     return DeviceReading(site, device, kind, ts, cvs)
+
+
+class FastClock:
+    """Fast motion for a child `plume run` (PLUME_CLOCK_SPEEDUP): its clock runs `factor` times as fast from now on,
+    poll intervals shrink alike, and the test reads the same clock with `now_ms()`. Windows of a minute then close
+    every 60/factor real seconds while I/O timeouts and retries stay real."""
+
+    def __init__(self, factor: float):
+        self.factor = factor
+        self.anchor_ms = time.time_ns() // 1_000_000
+
+    def env(self) -> dict[str, str]:
+        return {SPEEDUP_ENV: speedup_value(self.factor, self.anchor_ms)}
+
+    def now_ms(self) -> int:
+        real = time.time_ns() // 1_000_000
+        return self.anchor_ms + int((real - self.anchor_ms) * self.factor)
+
+    def real_s(self, seconds: float) -> float:
+        """Real seconds for `seconds` on the fast clock."""
+        return seconds / self.factor
 
 
 class Proc:

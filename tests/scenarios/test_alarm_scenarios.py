@@ -10,6 +10,10 @@ a real Mosquitto, a real webhook receiver (a local HTTP server), `kill -9` for a
 
 The burst is made by writing the simulated monitor's PM10 holding register (FC 6, as a test harness would), so the
 times are known: the simulator then serves that value until it is written again.
+
+The gateway runs in fast motion (`FastClock`, ten times real time): its one-minute windows close every 6 s and its
+polls come ten times as often, while Modbus timeouts, MQTT and the webhook receiver keep real time. Every time the
+tests compare with the gateway's is read from the same fast clock.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from typing import Any
 import pytest
 from pymodbus.client import AsyncModbusTcpClient
 
-from tests.pipeline.helpers import Proc, gateway_cmd, script
+from tests.pipeline.helpers import FastClock, Proc, gateway_cmd, script
 from tests.pipeline.servers import Mosquitto, MqttCollector, free_port
 
 from .receiver import WebhookReceiver
@@ -73,7 +77,7 @@ rules:
       window: 1m, limit: 150, clear: 120, unit: ug/m3, actuate: [fog-1]}}
   - {{id: pm10-raw, type: threshold, title: PM10 over 100 ug/m3, channel: pm10, devices: [dust-2], limit: 100,
       clear: 70, unit: ug/m3}}
-  - {{id: offline, type: offline, after_s: 3}}
+  - {{id: offline, type: offline, after_s: 30}}
 actuators:
   - {{name: fog-1, device: fog-plc, function: 5, address: 16, off_delay_s: 2}}
 notify:
@@ -89,11 +93,15 @@ sinks:
 """
 
 
+SPEEDUP = 10  # the gateway's clock runs ten times as fast as real time
+
+
 class Rig:
     """plume-sim (with a control port) and plume run on one site file; what reached MQTT."""
 
     def __init__(self, tmp: Path, mqtt: Mosquitto, start: Callable[..., Proc]):
         self.tmp = tmp
+        self.clock = FastClock(SPEEDUP)
         self.procs = start
         self.sim_port, self.control_port, self.hook_port = free_port(), free_port(), free_port()
         self.site = tmp / "site.yaml"
@@ -106,7 +114,7 @@ class Rig:
         self.gateway: Proc | None = None
 
     def start_gateway(self) -> Proc:
-        self.gateway = self.procs(gateway_cmd(self.site), self.tmp / "gateway.out")
+        self.gateway = self.procs(gateway_cmd(self.site), self.tmp / "gateway.out", self.clock.env())
         self.gateway.wait_output("running")
         return self.gateway
 
@@ -188,7 +196,7 @@ async def test_a_dust_burst_raises_one_alarm_through_a_crash_switches_the_fog_ca
         assert first["partial"] is True
 
         # the burst: 400 ug/m3 from now on
-        t_burst = int(time.time() * 1000)
+        t_burst = rig.clock.now_ms()
         await rig.set_register(1, 0, 400)
         (raised,) = await until(lambda: rig.events("pm10-1m"), 150, "the PM10 alarm raised")
         assert raised["type"] == "raised" and raised["window"] == "1m" and raised["device"] == "dust-1"
@@ -202,7 +210,7 @@ async def test_a_dust_burst_raises_one_alarm_through_a_crash_switches_the_fog_ca
         # kill -9 in the middle of the alarm; the new process restores it from the log
         assert rig.gateway is not None
         rig.gateway.kill9()
-        restarted = int(time.time() * 1000)
+        restarted = rig.clock.now_ms()
         rig.start_gateway()
         await until(lambda: [a for a in rig.aggregates("dust-1", "1m") if a["start"] >= restarted
                              and a["values"]["pm10"]["avg"] > 150], 150,
@@ -210,7 +218,7 @@ async def test_a_dust_burst_raises_one_alarm_through_a_crash_switches_the_fog_ca
         assert ids(rig.events("pm10-1m")) == [f"{raised['alarm_id']}/raised"], "no second raise after the restart"
 
         # the burst ends (early in a minute, so this minute's average is back under 120)
-        t_end = int(time.time() * 1000)
+        t_end = rig.clock.now_ms()
         await rig.set_register(1, 0, 60)
         # the webhook receiver comes back: the notification arrives, once
         await receiver.start()
@@ -267,7 +275,7 @@ async def test_a_flapping_value_raises_once_and_a_dead_device_goes_offline(
         flap = rig.events("pm10-raw")
         assert [e["type"] for e in flap] == ["raised"], f"one alarm for {crossings()} crossings, not a storm"
 
-        # dust-1 dies: offline after 3 s without a good reading; back when it answers again
+        # dust-1 dies: offline after 30 s (on the fast clock) without a good reading; back when it answers again
         rig.control({"device": "dust-1", "fault": "dead"})
         (offline,) = await until(lambda: [e for e in rig.events("offline") if e["device"] == "dust-1"], 30,
                                  "offline raised for dust-1")
