@@ -1,0 +1,44 @@
+"""The fast-motion clock the end-to-end tests give `plume run` and `plume-sim` (PLUME_CLOCK_SPEEDUP)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from gateway.core import clock
+
+
+@pytest.fixture(autouse=True)
+def real_time_again():
+    yield
+    clock.set_speedup(1.0, 0)
+
+
+def test_two_processes_given_the_same_value_agree_on_the_fast_time():
+    anchor = time.time_ns() // 1_000_000 - 60_000  # a minute ago
+    assert clock.speedup_from_environment({clock.SPEEDUP_ENV: clock.speedup_value(10, anchor)}) == 10
+    child = subprocess.run(
+        [sys.executable, "-c", "from gateway.core import clock; clock.speedup_from_environment(); "
+                               "print(clock.now_ms())"],
+        env={clock.SPEEDUP_ENV: clock.speedup_value(10, anchor)}, capture_output=True, text=True, check=True)
+    mine = clock.now_ms()
+    # ten minutes have passed on the fast clock since the anchor, in this process and in the child alike
+    assert mine - anchor >= 600_000 and abs(int(child.stdout) - mine) < 600_000 // 10
+    assert clock.speedup() == 10
+
+
+def test_unset_means_real_time():
+    assert clock.speedup_from_environment({}) == 1.0
+    assert abs(clock.now_ms() - time.time_ns() // 1_000_000) < 1_000
+
+
+@pytest.mark.parametrize("raw", ["fast", "0@1", "-2@1", "10@soon"])
+def test_a_malformed_value_stops_plume_run_with_the_expected_form(raw, tmp_path):
+    site = tmp_path / "site.yaml"
+    site.write_text("site: {id: s}\nbuses: []\ndevices: []\n")
+    r = subprocess.run([sys.executable, "-m", "gateway.cli_run", str(site)], capture_output=True, text=True,
+                       env={clock.SPEEDUP_ENV: raw}, timeout=60)
+    assert r.returncode == 2 and "expected FACTOR@ANCHOR_MS" in r.stderr, r.stderr
