@@ -25,9 +25,13 @@ class FakeSystemd:
         self.sock.bind("\0" + address[1:] if address.startswith("@") else address)
         self.sock.settimeout(2.0)
 
-    def receive(self) -> list[str]:
+    def receive(self, timeout: float = 2.0) -> list[str]:
         """The assignments of the next datagram."""
-        data = self.sock.recv(4096)
+        self.sock.settimeout(timeout)
+        try:
+            data = self.sock.recv(4096)
+        finally:
+            self.sock.settimeout(2.0)
         return data.decode().split("\n")
 
     def pending(self) -> list[list[str]]:
@@ -148,7 +152,7 @@ def test_plume_run_is_ready_pings_the_watchdog_and_says_stopping(systemd: FakeSy
     proc = subprocess.Popen([str(plume), "run", str(site)], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
-        first = systemd.receive()
+        first = systemd.receive(timeout=30)  # start-up (imports, the log) on a loaded machine
         assert first[0] == "READY=1" and first[1].startswith("STATUS=")
         assert systemd.receive() == ["WATCHDOG=1"]
         t0 = time.monotonic()

@@ -47,7 +47,7 @@ uplinks:
     codes:
       - {{code: a34002, device: dust-1, channel: pm10, unit: mg/m3}}
       - {{code: LA, device: dust-1, channel: noise, decimals: 1}}
-    answer_timeout_s: 2
+    answer_timeout_s: 10
     backfill_per_s: 500
 """
 

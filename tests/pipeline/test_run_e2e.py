@@ -276,7 +276,7 @@ def test_kill_9_at_random_moments_loses_nothing_committed(rig: Rig) -> None:
 def retained_status(rig: Rig) -> bytes:
     c = MqttCollector(rig.mosquitto.port, "plume/e2e-site/status", client_id=f"status-{time.monotonic_ns()}")
     try:
-        wait_for(c.snapshot, 5, "the retained status")
+        wait_for(c.snapshot, 20, "the retained status")
         return c.snapshot()[-1][1]
     finally:
         c.close()
