@@ -29,7 +29,9 @@ class SiteInfo(Strict):
     name: str = ""
     latitude: float | None = Field(None, ge=-90, le=90)
     longitude: float | None = Field(None, ge=-180, le=180)
-    timezone: str = Field("UTC", description="IANA zone of the site's local clock (windows, HJ 212 times).")
+    timezone: str = Field("UTC", description="IANA zone of the site's local clock (windows, HJ 212 times). "
+                          "Required (even as UTC) for a site with uplinks, a windows section, window or scheduled "
+                          "rules or maintenance windows.")
 
     @field_validator("timezone")
     @classmethod

@@ -83,7 +83,8 @@ class RegulatoryStage:
         self.cems = StackDeriver(cfg.stacks)
         self._cems_on = bool(cfg.stacks)
         self.rules = site.rules
-        self.windows = WindowEngine(cfg.windows, site.id, self.tz)
+        self.windows = WindowEngine(cfg.windows, site.id, self.tz, sampling={
+            d.name: d.config.poll_interval_s for d in site.devices if d.config.enabled})
         self.devices = [d.name for d in site.devices if d.config.enabled]
         self.alarms = AlarmEngine(self.rules, site.id, self.tz, devices=self.devices)
         self.actuation = ActuationPolicy(cfg.actuators, self.rules, self.tz)

@@ -5,12 +5,16 @@ How an aggregate is built (HJ 212 / HJ 75):
   the same, as HJ 75 builds hours from minute data), except the day, which is built from the hours.
 - `n` counts what is under the window (raw values for 1m, minutes for N-minute windows and hours, hours for the
   day); `valid` counts those that are N (a valid raw value, a valid minute, a valid hour).
-- The flag is N when enough is valid: a minute when >= 75 % of its values are N; an N-minute window when
+- The flag is N when enough is valid: a minute when >= 75 % of the values it EXPECTS are N (expected: 60 s /
+  the device's poll interval, at least the kind's `minute_min_samples`, 12 for cems after HJ 212-2017 appendix
+  D2.2, which also needs that many to have arrived), so a minute with one sample, the 16 s after a start or the
+  44 s before a crash is not N; an N-minute window when
   >= 75 % of its minutes are valid (4 of 5, 12 of 15); an hour with >= 45 valid minutes; a day with >= 20 valid
   hours (all configurable). Missing minutes count against the window, so a window the gateway only half saw is not
   N. Otherwise the flag is the most frequent non-N flag underneath (ties: the more severe), or B when the window
   is short of data without any flagged value (nothing arrived).
-- avg/min/max are over the valid values (minutes, hours) when there is any, else over all numeric ones (so a
+- avg/min/max are over the measured values (N and T: an over-range value is a measurement above the range and is
+  never averaged away) when there is any, else over all numeric ones (so a
   calibration hour still shows what was measured; its flag says it does not count). Wind direction (`deg`) is
   averaged as a vector, sound levels (`dB...`) as energy (Leq), everything else arithmetically.
 - Rates (`kg/h`, `m3/h`, ...) also get a cumulative total `cou` (kg, m3): minute average x minute length, summed.
@@ -32,7 +36,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -62,6 +66,11 @@ class WindowsConfig(BaseModel):
     day_min_valid_hours: int = Field(20, ge=1, le=24)
     lateness_s: float = Field(60.0, ge=0, le=3600, description="How far a device's poll time may lag the newest "
                               "reading of the site before its windows are closed without it.")
+    minute_min_samples: dict[str, int] = Field(
+        default_factory=lambda: {"cems": 12},
+        description="Per device kind: the instantaneous values a minute needs at least (HJ 212-2017 appendix D2.2: "
+                    "n >= 12, at most 5 s apart, for flue-gas CEMS); the minute expects max(this, 60 s / poll "
+                    "interval) samples.")
 
     @field_validator("periods")
     @classmethod
@@ -110,7 +119,7 @@ class WindowAggregate:
     window: str
     start: int
     end: int
-    expected: int  # sub-periods of a complete window (0 for 1m: built from raw values)
+    expected: int  # sub-periods of a complete window; for 1m the samples expected from the poll interval (0: unknown)
     partial: bool
     channels: dict[str, ChannelAggregate] = field(default_factory=dict)
 
@@ -157,7 +166,7 @@ def mean_mode(unit: str) -> str:
 
 
 class _Stats:
-    """Running sums of one set of values (valid ones, or all numeric ones)."""
+    """Running sums of one set of values (the measured ones, N and T, or all numeric ones)."""
 
     __slots__ = ("cnt", "hi", "lo", "s1", "s2")
 
@@ -214,16 +223,17 @@ class _Acc:
         if numeric:
             assert avg is not None and lo is not None and hi is not None
             self.all.add(self.mode, avg, lo, hi)
+            if flag is Flag.N or flag is Flag.T:  # over range is measured: never averaged away
+                self.vals.add(self.mode, avg, lo, hi)
             if flag is Flag.N:
                 self.valid += 1
-                self.vals.add(self.mode, avg, lo, hi)
         if cou is not None:
             self.cou = cou if self.cou is None else self.cou + cou
 
-    def result(self, required: int, minute_h: float | None) -> ChannelAggregate:
+    def result(self, required: int, minute_h: float | None, min_n: int = 0) -> ChannelAggregate:
         s = self.vals if self.vals.cnt else self.all
         avg = s.mean(self.mode)
-        if self.n > 0 and self.valid >= required:
+        if self.n > 0 and self.n >= min_n and self.valid >= required:
             flag = Flag.N
         elif self.flags:
             flag = max(self.flags, key=lambda f: (self.flags[f], FLAG_SEVERITY[f]))
@@ -267,8 +277,9 @@ class WindowEngine:
     returns the windows it closed (oldest first)."""
 
     def __init__(self, config: WindowsConfig | None = None, site: str = "", tz: ZoneInfo | str = "UTC",
-                 history_from: int | None = None):
+                 history_from: int | None = None, sampling: Mapping[str, float] | None = None):
         self.config = config or WindowsConfig()
+        self.sampling = dict(sampling or {})  # device -> poll interval (s): what a minute expects
         self.site = site
         self.tz = ZoneInfo(tz) if isinstance(tz, str) else tz
         self.history_from = history_from
@@ -378,6 +389,16 @@ class WindowEngine:
         dev = self._devices.get(device)
         return None if dev is None else dev.done.get("1m")
 
+    def expected_samples(self, device: str, kind: str) -> tuple[int, int]:
+        """(samples a minute of `device` expects, samples it needs at least): max(60 s / poll interval, the
+        kind's `minute_min_samples`) and that minimum. (0, 0) for a device whose poll interval is not known (a
+        tool aggregating a log without its site file): its minutes are judged on what arrived."""
+        interval = self.sampling.get(device)
+        if interval is None or interval <= 0:
+            return 0, 0
+        min_n = self.config.minute_min_samples.get(kind, 0)
+        return max(1, math.floor(60.0 / interval + 1e-9), min_n), min_n
+
     def open_windows(self, device: str) -> dict[str, tuple[int, int, bool]]:
         """What is open for `device`: period -> (start, end, partial)."""
         dev = self._devices.get(device)
@@ -424,10 +445,11 @@ class WindowEngine:
         dev.done[period] = max(dev.done.get(period, o.end), o.end)
         channels: dict[str, ChannelAggregate] = {}
         if period == "1m":
-            expected = 0
+            expected, min_n = self.expected_samples(name, dev.kind)
+            f = self.config.valid_fraction
             for ch, acc in o.accs.items():
-                need = max(1, math.ceil(self.config.valid_fraction * acc.n - 1e-9))
-                channels[ch] = acc.result(need, 1 / 60)
+                need = max(1, math.ceil(f * max(acc.n, expected) - 1e-9))
+                channels[ch] = acc.result(need, 1 / 60, min_n)
         else:
             expected, need = self._required(period, o)
             for ch, acc in o.accs.items():

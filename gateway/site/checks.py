@@ -54,6 +54,48 @@ def check_processing(site: Site) -> list[str]:
     return problems
 
 
+def check_timezone(site: Site, rules: list[Rule]) -> list[str]:
+    """A site whose reports follow a local clock must name its zone: HJ 212 DataTimes, the local hours and days of
+    configured windows, rules judging windows or on a schedule, daily maintenance windows. UTC is a choice to
+    write down, not a default to fall into (every DataTime would be 8 h off in China)."""
+    cfg = site.config
+    if "timezone" in cfg.site.model_fields_set:
+        return []
+    why = []
+    if cfg.uplinks:
+        why.append("HJ 212 uplinks")
+    if "windows" in cfg.model_fields_set:
+        why.append("a windows section")
+    if any(isinstance(r, ThresholdRule) and (r.window != "raw" or r.schedule or r.max_per_day is not None)
+           for r in rules):
+        why.append("window or scheduled rules")
+    if cfg.maintenance.windows:
+        why.append("maintenance windows")
+    if not why:
+        return []
+    return [f"site.timezone: missing: this site has {', '.join(why)}, whose times and local hours and days follow "
+            "the site's clock; name its IANA zone, e.g. `timezone: Asia/Shanghai` (or `UTC` if that is meant)"]
+
+
+def processing_warnings(site: Site) -> list[str]:
+    """Settings that run but cannot give regulatory-valid data: a device whose kind needs n samples a minute
+    (`windows.minute_min_samples`, cems: 12 after HJ 212-2017 appendix D2.2) polled slower than every 60/n s."""
+    cfg = site.config
+    out: list[str] = []
+    for i, d in enumerate(cfg.devices):
+        resolved = next((r for r in site.devices if r.config is d), None)
+        if resolved is None or not d.enabled or not matches(d.name, cfg.windows.devices):
+            continue
+        kind = resolved.profile.kind
+        need = cfg.windows.minute_min_samples.get(kind, 0)
+        if need and d.poll_interval_s > 60.0 / need + 1e-9:
+            out.append(f"devices[{i}].poll_interval_s: {d.name} ({kind}) is polled every {d.poll_interval_s:g} s: "
+                       f"it cannot make HJ 212-valid minute data (appendix D2.2: at least {need} values a minute, "
+                       f"at most {60 / need:g} s apart); its minutes, hours and days will not be N. "
+                       f"Poll it every {60 / need:g} s or faster")
+    return out
+
+
 def _literal(pattern: str) -> bool:
     return not any(c in pattern for c in "*?[")
 

@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from gateway.config import ConfigError, SiteConfig, pydantic_problems
-from gateway.site.checks import check_alarms, check_processing
+from gateway.site.checks import check_alarms, check_processing, check_timezone, processing_warnings
 from gateway.site.consumers import register_consumers
 from gateway.site.devices import resolve_devices
 from gateway.site.model import Site
@@ -69,10 +69,11 @@ def assemble(cfg: SiteConfig, path: Path) -> Site:
     site.consumers, names = register_consumers(cfg)
     site.rules, alarm_problems = check_alarms(site)
     route_problems, site.routes = check_uplinks(site)
-    problems = [*names["sinks"], *check_processing(site), *alarm_problems, *names["notify.webhooks"],
-                *names["uplinks"], *route_problems]
+    problems = [*check_timezone(site, site.rules), *names["sinks"], *check_processing(site), *alarm_problems,
+                *names["notify.webhooks"], *names["uplinks"], *route_problems]
     if problems:
         raise ConfigError(problems)
+    site.warnings = processing_warnings(site)
     return site
 
 

@@ -33,7 +33,7 @@ from .helpers import MN, PW, TZ, free_port
 DAY_SITE = """\
 site: {{id: feed, timezone: Asia/Shanghai}}
 buses: [{{name: lan, type: tcp, host: 127.0.0.1, port: 1}}]
-devices: [{{name: dust-1, bus: lan, address: 1, profile: dust-monitor}}]
+devices: [{{name: dust-1, bus: lan, address: 1, profile: dust-monitor, poll_interval_s: 30}}]
 store: {{dir: "{tmp}/log", commit_interval_ms: 50, durability: normal}}
 windows: {{periods: [1m, 10m, 1h, 1d], lateness_s: 5}}
 uplinks:

@@ -13,7 +13,7 @@ from gateway.site.load import load_site
 from gateway.store.log import DurableLog
 
 SITE = """\
-site: {id: s1}
+site: {id: s1, timezone: UTC}
 buses: [{name: lan, type: tcp, host: 127.0.0.1, port: 1}]
 devices: [{name: d1, bus: lan, address: 1, profile: dust-monitor}]
 rules: [{id: pm10-1m, type: threshold, channel: pm10, window: 1m, limit: 150}]
