@@ -39,6 +39,7 @@ from gateway.processing.cems import StackDeriver
 from gateway.processing.quality import QualityProcessor
 from gateway.processing.records import AggregateRecord, aggregate_ts_range, select_aggregates
 from gateway.processing.windows import WindowAggregate, WindowEngine
+from gateway.processing.zs_windows import ZsFromMeans
 from gateway.store.records import (
     ACTUATION,
     AGGREGATE,
@@ -84,7 +85,8 @@ class RegulatoryStage:
         self._cems_on = bool(cfg.stacks)
         self.rules = site.rules
         self.windows = WindowEngine(cfg.windows, site.id, self.tz, sampling={
-            d.name: d.config.poll_interval_s for d in site.devices if d.config.enabled})
+            d.name: d.config.poll_interval_s for d in site.devices if d.config.enabled},
+            finish=ZsFromMeans(cfg.stacks) if cfg.stacks else None)
         self.devices = [d.name for d in site.devices if d.config.enabled]
         self.alarms = AlarmEngine(self.rules, site.id, self.tz, devices=self.devices)
         self.actuation = ActuationPolicy(cfg.actuators, self.rules, self.tz)

@@ -223,6 +223,9 @@ class StackConfig(Strict):
     flow_basis: Literal["dry", "wet"] = "dry"
     pollutants: dict[str, PollutantConfig] = Field(default_factory=dict)
     max_input_age_s: float = Field(60.0, gt=0, description="Inputs from other devices older than this are missing.")
+    zs_window_average: Literal["from_means", "of_values"] = Field(
+        "from_means", description="A window's Zs average: its mean concentration converted with its mean O2 "
+        "(from_means, HJ 75 / HJ 212 appendix D), or the mean of instantaneous Zs values (of_values).")
 
     _refs = field_validator("o2", "moisture", "temperature", "static_pressure", "ambient_pressure", "velocity",
                             "flow")(_check_ref)

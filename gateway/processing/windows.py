@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -277,8 +277,10 @@ class WindowEngine:
     returns the windows it closed (oldest first)."""
 
     def __init__(self, config: WindowsConfig | None = None, site: str = "", tz: ZoneInfo | str = "UTC",
-                 history_from: int | None = None, sampling: Mapping[str, float] | None = None):
+                 history_from: int | None = None, sampling: Mapping[str, float] | None = None,
+                 finish: Callable[[WindowAggregate], None] | None = None):
         self.config = config or WindowsConfig()
+        self._finish = finish  # adjusts each closed window before it is emitted (converted averages)
         self.sampling = dict(sampling or {})  # device -> poll interval (s): what a minute expects
         self.site = site
         self.tz = ZoneInfo(tz) if isinstance(tz, str) else tz
@@ -455,6 +457,8 @@ class WindowEngine:
             for ch, acc in o.accs.items():
                 channels[ch] = acc.result(need, None)
         agg = WindowAggregate(self.site, name, dev.kind, period, o.start, o.end, expected, o.partial, channels)
+        if self._finish is not None:
+            self._finish(agg)
         out.append(agg)
         for parent in self._parents.get(period, []):
             self._feed_child(dev, name, parent, agg, out)
