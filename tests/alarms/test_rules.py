@@ -63,6 +63,7 @@ def test_shanghai_limit_must_be_given():
     ("pack", "expected"),
     [
         ("gb13271-in-service-coal", (80, 400, 400)),
+        ("gb13271-in-service-coal-southwest", (80, 550, 400)),  # table 1: Guangxi, Chongqing, Sichuan, Guizhou
         ("gb13271-new-coal", (50, 300, 300)),
         ("gb13271-special-coal", (30, 200, 200)),
         ("gb13271-special-gas", (20, 50, 150)),
@@ -81,6 +82,22 @@ def test_stack_packs_judge_hourly_converted_averages(pack, expected):
         "so2-1h": ("so2_zs", "1h", expected[1], "mg/m3"),
         "nox-1h": ("nox_zs", "1h", expected[2], "mg/m3"),
     }
+
+
+def test_the_southwest_coal_pack_allows_550_so2_where_the_general_one_raises():
+    from gateway.alarms.engine import AlarmEngine
+    from tests.alarms.helpers import T, agg
+
+    hour = agg(T, "1h", device="stack-1", kind="cems", so2_zs=(500.0, "mg/m3"))
+    general, problems = resolve({"pack": "gb13271-in-service-coal"})
+    southwest, problems2 = resolve({"pack": "gb13271-in-service-coal-southwest"})
+    assert problems == problems2 == []
+    (raised,) = AlarmEngine(general, "site").on_aggregate(hour)
+    assert (raised.rule, raised.limit) == ("gb13271-in-service-coal.so2-1h", 400)
+    assert AlarmEngine(southwest, "site").on_aggregate(hour) == []
+    over = agg(T, "1h", device="stack-1", kind="cems", so2_zs=(560.0, "mg/m3"))
+    (raised,) = AlarmEngine(southwest, "site").on_aggregate(over)
+    assert (raised.rule, raised.limit) == ("gb13271-in-service-coal-southwest.so2-1h", 550)
 
 
 def test_noise_pack_day_and_night():
