@@ -276,6 +276,11 @@ def _example_site() -> Path:
     return here if here.is_file() else Path("deploy/examples/sim-site.yaml")
 
 
+from gateway.export import export_command  # noqa: E402 - `plume export` reads the durable log
+
+app.command("export")(export_command)
+
+
 try:  # `plume run` lives with the durable pipeline
     from gateway.cli_run import run_command
 except ImportError:  # pragma: no cover - only while that module does not exist yet
