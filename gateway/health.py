@@ -111,6 +111,10 @@ class HealthMonitor:
                 "buffered": st.buffered,
                 "commit_failures": self.log.commit_failures,
                 "dropped": st.dropped_total,
+                "lost": st.lost,
+                "max_buffered": st.max_buffered,
+                "disk_full": self.log.disk_full,
+                "disk_free_bytes": st.disk_free,
             },
             **extra,
         }
@@ -181,12 +185,16 @@ class PrometheusCollector:
 
         lg = snap["log"]
         for key, doc in (("readings", "Readings held in the log"), ("bytes", "Bytes of the log holding data"),
-                         ("buffered", "Readings waiting for the next commit")):
+                         ("buffered", "Readings waiting for the next commit"),
+                         ("disk_free_bytes", "Free space on the log's file system")):
+            if lg[key] is None:
+                continue
             g = GaugeMetricFamily(f"plume_log_{key}", doc, labels=["site"])
             g.add_metric([site], lg[key])
             yield g
         for key, doc in (("committed", "Readings committed since start"), ("commits", "Transactions since start"),
-                         ("commit_failures", "Failed commits since start")):
+                         ("commit_failures", "Failed commits since start"),
+                         ("lost", "Readings refused while max_buffered waited for a commit (full disk)")):
             c = CounterMetricFamily(f"plume_log_{key}", doc, labels=["site"])
             c.add_metric([site], lg[key])
             yield c

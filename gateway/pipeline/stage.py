@@ -260,7 +260,7 @@ class RegulatoryStage:
         if self.log is not None and now - self._last_stats >= LOG_STATS_EVERY_MS:
             self._last_stats = now
             st = self.log.stats()
-            self._events(self.alarms.on_log_stats(now, st.dropped_total, st.used_bytes, self.max_disk_bytes))
+            self._events(self.alarms.on_log_stats(now, st.dropped_total + st.lost, st.used_bytes, self.max_disk_bytes))
         if now - self._last_checkpoint >= CHECKPOINT_CHECK_MS:
             self._last_checkpoint = now
             self.checkpoint(now)
