@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
+from gateway.core.secrets import redact
 from gateway.sinks.base import SinkStatus
 from gateway.store.log import Consumer, DurableLog
 
@@ -60,7 +61,7 @@ class HealthMonitor:
                 "success_rate": round(ok / polls, 4) if polls else None,
                 "online": bool(getattr(h, "online", False)),
                 "latency_ms": None if latency is None else round(float(latency), 2),
-                "last_error": str(getattr(h, "last_error", "")),
+                "last_error": redact(str(getattr(h, "last_error", ""))),
             }
         return out
 
@@ -73,7 +74,7 @@ class HealthMonitor:
             p50, p99 = s.status.latency_quantiles()
             sinks[s.name] = {
                 "type": s.status.type,
-                "target": s.status.target,
+                "target": redact(s.status.target),
                 "connected": s.status.connected,
                 "depth": self.log.depth(c),
                 "age_s": None if oldest is None else round(max(0.0, now - oldest / 1000), 3),
@@ -85,7 +86,7 @@ class HealthMonitor:
                 "failures": s.status.failures,
                 "latency_p50_ms": None if p50 is None else round(p50, 1),
                 "latency_p99_ms": None if p99 is None else round(p99, 1),
-                "last_error": s.status.last_error,
+                "last_error": redact(s.status.last_error),
             }
         st = self.log.stats()
         extra: dict[str, Any] = {}

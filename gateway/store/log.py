@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 
 from gateway.core.model import DeviceReading
+from gateway.core.secrets import redact
 from gateway.store.codec import KindRow, Row, Schema, decode, encode, schema_key
 from gateway.store.config import StoreConfig
 from gateway.store.db import Batch, CursorRow, LogDb, RejectRow, is_disk_full
@@ -529,7 +530,7 @@ class DurableLog:
         consumer.rejected += 1
         consumer.dirty = True
         self._rejects.append(RejectRow(consumer.name, record.id, record.ts, int(time.time() * 1000),
-                                       payload, error))
+                                       payload, redact(error)))
         self._wake.set()
 
     async def rejected(self, consumer: str | None = None) -> list[tuple[str, int, int, str, str]]:
