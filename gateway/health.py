@@ -87,6 +87,7 @@ class HealthMonitor:
                 "latency_p50_ms": None if p50 is None else round(p50, 1),
                 "latency_p99_ms": None if p99 is None else round(p99, 1),
                 "last_error": redact(s.status.last_error),
+                "problem": redact(s.status.problem),
             }
         st = self.log.stats()
         extra: dict[str, Any] = {}
@@ -166,6 +167,7 @@ class PrometheusCollector:
         dropped = counter("plume_sink_dropped", "Readings dropped by the disk cap before delivery (total)", ["sink"])
         rejected = counter("plume_sink_rejected", "Readings refused by the target as malformed (total)", ["sink"])
         reconnects = counter("plume_sink_reconnects", "Reconnections since start", ["sink"])
+        problem = gauge("plume_sink_problem", "1 while the sink reports a standing problem (see health)", ["sink"])
         connected = gauge("plume_sink_connected", "1 while the target is reachable", ["sink"])
         p50 = gauge("plume_sink_latency_p50_ms", "Median poll-to-confirmation latency (recent)", ["sink"])
         p99 = gauge("plume_sink_latency_p99_ms", "99th percentile poll-to-confirmation latency (recent)", ["sink"])
@@ -178,11 +180,12 @@ class PrometheusCollector:
             dropped.add_metric(labels, s["dropped"])
             rejected.add_metric(labels, s["rejected"])
             reconnects.add_metric(labels, s["reconnects"])
+            problem.add_metric(labels, 1.0 if s.get("problem") else 0.0)
             connected.add_metric(labels, 1.0 if s["connected"] else 0.0)
             if s["latency_p50_ms"] is not None:
                 p50.add_metric(labels, s["latency_p50_ms"])
                 p99.add_metric(labels, s["latency_p99_ms"])
-        yield from (depth, age, delivered, values, dropped, rejected, reconnects, connected, p50, p99)
+        yield from (depth, age, delivered, values, dropped, rejected, reconnects, problem, connected, p50, p99)
 
         lg = snap["log"]
         for key, doc in (("readings", "Readings held in the log"), ("bytes", "Bytes of the log holding data"),

@@ -33,7 +33,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway.alarms.records import AlarmRecord
 from gateway.processing.records import AggregateRecord
-from gateway.sinks.backoff import Backoff, Outage
+from gateway.sinks.backoff import Backoff, Outage, Recovery
 from gateway.sinks.base import DeliveredHook, HealthProvider, SinkStatus
 from gateway.sinks.config import MqttSinkConfig
 from gateway.sinks.contract import (
@@ -127,6 +127,7 @@ class MqttSink:
         self._health_interval = cfg.health_interval_s
         self.status = SinkStatus(cfg.name, "mqtt", f"{cfg.host}:{cfg.effective_port}")
         self._outage = Outage(log, f"mqtt[{cfg.name}] {cfg.host}:{cfg.effective_port}")
+        self.recovery = Recovery(cfg.host, cfg.effective_port)  # a returning broker ends the back-off
         self._topics: dict[str, str] = {}
         self._status_topic = status_topic(cfg.topic_prefix, site_id)
         self._health_topic = health_topic(cfg.topic_prefix, site_id)
@@ -200,7 +201,7 @@ class MqttSink:
                 self._outage.fail(self.status.last_error)
             finally:
                 self.status.connected = False
-            if self.log.closing or await self.log.sleep(backoff.next()):
+            if self.log.closing or await self.recovery.wait(backoff.next(), self.log.sleep):
                 return  # shutting down with the broker away: what is left stays in the log for the next start
 
     async def _session(self, client: aiomqtt.Client) -> bool:
