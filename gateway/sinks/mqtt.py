@@ -147,6 +147,12 @@ class MqttSink:
         if interval_s is not None:
             self._health_interval = interval_s
 
+    @property
+    def client_id(self) -> str:
+        """`client_id` of the site file, else the MQTT username (the fleet broker's convention: it forces the
+        client id to the username, so no site can take another's), else plume-<site>-<sink>."""
+        return self.cfg.client_id or self.cfg.username or f"plume-{self.site_id}-{self.cfg.name}"
+
     def _client(self) -> aiomqtt.Client:
         cfg = self.cfg
         v5 = cfg.protocol == "5"
@@ -155,7 +161,7 @@ class MqttSink:
             cfg.effective_port,
             username=cfg.username,
             password=self._password if cfg.username is not None else None,
-            identifier=cfg.client_id or f"plume-{self.site_id}-{cfg.name}",
+            identifier=self.client_id,
             protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
             will=aiomqtt.Will(self._status_topic, b"offline", qos=1, retain=True),
             clean_session=None if v5 else True,
