@@ -149,3 +149,45 @@ async def test_a_sink_whose_points_are_all_refused_says_the_endpoint_is_wrong(tm
         committer.cancel()
         await asyncio.gather(committer, return_exceptions=True)
         await log.close()
+
+
+class Steady:
+    """A source emitting a reading every 50 ms (a stand-in for acquisition: the test is about the sink)."""
+
+    def __init__(self, site: Any, emit: Callable[[Any], None]):
+        self.emit = emit
+
+    async def run(self) -> None:
+        i = 0
+        while True:
+            self.emit(reading("dust-1", int(time.time() * 1000), site="test-site"))
+            i += 1
+            await asyncio.sleep(0.05)
+
+    def health(self) -> dict[str, Any]:
+        return {}
+
+
+async def test_the_refusing_endpoint_raises_the_sink_problem_alarm(refusing: int, write_site: Any) -> None:
+    from gateway.pipeline.gateway import Gateway
+
+    site = write_site("""
+        site: {{id: test-site}}
+        store: {{dir: "{tmp}/log", commit_interval_ms: 50}}
+        windows: {{devices: []}}
+        rule_packs: [{{pack: gateway-health, disable: [offline, bad-data]}}]
+        sinks:
+          - {{type: influx, name: tsdb, url: "http://127.0.0.1:{port}", database: plume, linger_ms: 0}}
+    """, port=refusing)
+    gw = Gateway(site, source=Steady)
+    raised: list[Any] = []
+    gw.on_alarm(lambda rec: raised.append(rec.payload.event))
+    stop = asyncio.Event()
+    task = asyncio.create_task(gw.run(stop))
+    try:
+        await until(lambda: any(e.rule.endswith("sink-problem") for e in raised), 60, "the sink-problem alarm")
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 20)
+    ev = next(e for e in raised if e.rule.endswith("sink-problem"))
+    assert ev.type.value == "raised" and ev.channel == "tsdb" and "every point is refused" in ev.note
