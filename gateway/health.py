@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
+from gateway.core.secrets import redact
 from gateway.sinks.base import SinkStatus
 from gateway.store.log import Consumer, DurableLog
 
@@ -60,7 +61,7 @@ class HealthMonitor:
                 "success_rate": round(ok / polls, 4) if polls else None,
                 "online": bool(getattr(h, "online", False)),
                 "latency_ms": None if latency is None else round(float(latency), 2),
-                "last_error": str(getattr(h, "last_error", "")),
+                "last_error": redact(str(getattr(h, "last_error", ""))),
             }
         return out
 
@@ -73,7 +74,7 @@ class HealthMonitor:
             p50, p99 = s.status.latency_quantiles()
             sinks[s.name] = {
                 "type": s.status.type,
-                "target": s.status.target,
+                "target": redact(s.status.target),
                 "connected": s.status.connected,
                 "depth": self.log.depth(c),
                 "age_s": None if oldest is None else round(max(0.0, now - oldest / 1000), 3),
@@ -85,7 +86,8 @@ class HealthMonitor:
                 "failures": s.status.failures,
                 "latency_p50_ms": None if p50 is None else round(p50, 1),
                 "latency_p99_ms": None if p99 is None else round(p99, 1),
-                "last_error": s.status.last_error,
+                "last_error": redact(s.status.last_error),
+                "problem": redact(s.status.problem),
             }
         st = self.log.stats()
         extra: dict[str, Any] = {}
@@ -111,6 +113,10 @@ class HealthMonitor:
                 "buffered": st.buffered,
                 "commit_failures": self.log.commit_failures,
                 "dropped": st.dropped_total,
+                "lost": st.lost,
+                "max_buffered": st.max_buffered,
+                "disk_full": self.log.disk_full,
+                "disk_free_bytes": st.disk_free,
             },
             **extra,
         }
@@ -161,6 +167,7 @@ class PrometheusCollector:
         dropped = counter("plume_sink_dropped", "Readings dropped by the disk cap before delivery (total)", ["sink"])
         rejected = counter("plume_sink_rejected", "Readings refused by the target as malformed (total)", ["sink"])
         reconnects = counter("plume_sink_reconnects", "Reconnections since start", ["sink"])
+        problem = gauge("plume_sink_problem", "1 while the sink reports a standing problem (see health)", ["sink"])
         connected = gauge("plume_sink_connected", "1 while the target is reachable", ["sink"])
         p50 = gauge("plume_sink_latency_p50_ms", "Median poll-to-confirmation latency (recent)", ["sink"])
         p99 = gauge("plume_sink_latency_p99_ms", "99th percentile poll-to-confirmation latency (recent)", ["sink"])
@@ -173,20 +180,25 @@ class PrometheusCollector:
             dropped.add_metric(labels, s["dropped"])
             rejected.add_metric(labels, s["rejected"])
             reconnects.add_metric(labels, s["reconnects"])
+            problem.add_metric(labels, 1.0 if s.get("problem") else 0.0)
             connected.add_metric(labels, 1.0 if s["connected"] else 0.0)
             if s["latency_p50_ms"] is not None:
                 p50.add_metric(labels, s["latency_p50_ms"])
                 p99.add_metric(labels, s["latency_p99_ms"])
-        yield from (depth, age, delivered, values, dropped, rejected, reconnects, connected, p50, p99)
+        yield from (depth, age, delivered, values, dropped, rejected, reconnects, problem, connected, p50, p99)
 
         lg = snap["log"]
         for key, doc in (("readings", "Readings held in the log"), ("bytes", "Bytes of the log holding data"),
-                         ("buffered", "Readings waiting for the next commit")):
+                         ("buffered", "Readings waiting for the next commit"),
+                         ("disk_free_bytes", "Free space on the log's file system")):
+            if lg[key] is None:
+                continue
             g = GaugeMetricFamily(f"plume_log_{key}", doc, labels=["site"])
             g.add_metric([site], lg[key])
             yield g
         for key, doc in (("committed", "Readings committed since start"), ("commits", "Transactions since start"),
-                         ("commit_failures", "Failed commits since start")):
+                         ("commit_failures", "Failed commits since start"),
+                         ("lost", "Readings refused while max_buffered waited for a commit (full disk)")):
             c = CounterMetricFamily(f"plume_log_{key}", doc, labels=["site"])
             c.add_metric([site], lg[key])
             yield c

@@ -1,41 +1,22 @@
 """Logging for `plume run`: one line per event, text or JSON, with secrets redacted.
 
-Redaction happens on the finished line (message, arguments and traceback alike): every secret the gateway
-loaded (passwords, tokens) is registered with `add_secret` and replaced by `***`, and credentials that look like
-`user:pass@` in a URL, `password=...` or `token ...` are masked even when nobody registered them.
+Redaction happens on the finished line (message, arguments and traceback alike) through the one redaction path,
+`gateway.core.secrets`: every secret the gateway loaded is registered there (`add_secret`, `add_url`, ...) in
+every form it can take, and credential-looking parts are masked even when nobody registered them.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
 import time
 from typing import IO, Any
 
-_secrets: set[str] = set()
-_PATTERNS = [
-    (re.compile(r"(?i)(://[^/\s:@]+:)[^@\s/]+@"), r"\1***@"),
-    (re.compile(r"(?i)\b(password|passwd|pwd|token|secret)(\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|[^\s,;&]+)"), r"\1\2***"),
-    (re.compile(r"(?i)\b(authorization:\s*(?:basic|bearer|token)\s+)\S+"), r"\1***"),
-]
+from gateway.core.secrets import add_secret, redact
+
+__all__ = ["JsonFormatter", "TextFormatter", "add_secret", "redact", "setup_logging"]
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
-
-
-def add_secret(value: str | None) -> None:
-    """Never print this value (short values are ignored: masking 'a' everywhere helps nobody)."""
-    if value and len(value) >= 3:
-        _secrets.add(value)
-
-
-def redact(text: str) -> str:
-    for s in sorted(_secrets, key=len, reverse=True):
-        if s in text:
-            text = text.replace(s, "***")
-    for rx, repl in _PATTERNS:
-        text = rx.sub(repl, text)
-    return text
 
 
 class TextFormatter(logging.Formatter):

@@ -21,7 +21,7 @@ gateway stopped between the two) is returned now. So a restart neither loses nor
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -34,6 +34,7 @@ from gateway.alarms.rules import (
     OfflineRule,
     QualityRule,
     Rule,
+    SinkProblemRule,
     ThresholdRule,
 )
 from gateway.core.localtime import day_start, local, local_date, parse_period
@@ -122,6 +123,7 @@ class AlarmEngine:
         self.quality = [r for r in self.rules if isinstance(r, QualityRule)]
         self.log_drops = [r for r in self.rules if isinstance(r, LogDropsRule)]
         self.disk = [r for r in self.rules if isinstance(r, DiskUsageRule)]
+        self.sink_problems = [r for r in self.rules if isinstance(r, SinkProblemRule)]
         self._by_id: dict[str, Rule] = {r.id: r for r in self.rules}
         self._tracks: dict[Key, _Track] = {}
         self._active: dict[Key, _Track] = {}
@@ -199,6 +201,18 @@ class AlarmEngine:
                 s = _Sample(pct, ts, ts, drule.limit, drule.clear, "%")
                 self._transition(drule, ("", "disk_used_pct"), s, pct > drule.limit, pct <= drule.clear, 0.0, 0.0,
                                  out)
+        self._renotify_all(ts, out)
+        return out
+
+    def on_sink_status(self, ts: int, problems: Mapping[str, str]) -> list[AlarmEvent]:
+        """Each sink's standing problem ("" when none): raised while there is one, cleared when it is gone. The
+        alarm's channel is the sink's name, its note the problem."""
+        out: list[AlarmEvent] = []
+        for rule in self.sink_problems:
+            for name, problem in sorted(problems.items()):
+                if matches(name, rule.sinks):
+                    s = _Sample(1.0 if problem else 0.0, ts, ts, unit="", note=problem)
+                    self._transition(rule, ("", name), s, bool(problem), not problem, 0.0, 0.0, out)
         self._renotify_all(ts, out)
         return out
 

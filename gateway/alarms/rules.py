@@ -9,6 +9,7 @@ Rule types (`type` picks one):
 - offline: no successful reading from a device for `after_s`;
 - quality: a channel flagged D or B (configurable) for `for_s`;
 - log_drops: the durable log dropped undelivered data for its disk cap; disk_usage: the log near its cap.
+- sink_problem: a sink reports a standing problem (e.g. every point refused: the endpoint is wrong).
 
 A rule pack is a YAML document: a name, the standard it implements, parameters with defaults (`${name}` in a rule
 is replaced by the site's value), and rules. The site file picks packs, restricts them to devices, sets parameters,
@@ -161,7 +162,14 @@ class DiskUsageRule(RuleBase):
         return self
 
 
-RULE_TYPES = ("threshold", "offline", "quality", "log_drops", "disk_usage")
+class SinkProblemRule(RuleBase):
+    """A sink reports a standing problem the user must fix (e.g. its endpoint refuses every point)."""
+
+    type: Literal["sink_problem"]
+    sinks: list[str] = Field(default_factory=lambda: ["*"], description="Sink name patterns.")
+
+
+RULE_TYPES = ("threshold", "offline", "quality", "log_drops", "disk_usage", "sink_problem")
 
 
 def _untagged_errors(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
@@ -178,7 +186,7 @@ def _untagged_errors(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
         raise ValidationError.from_exception_data(exc.title, errors) from None
 
 
-Rule = Annotated[ThresholdRule | OfflineRule | QualityRule | LogDropsRule | DiskUsageRule,
+Rule = Annotated[ThresholdRule | OfflineRule | QualityRule | LogDropsRule | DiskUsageRule | SinkProblemRule,
                  Field(discriminator="type"), WrapValidator(_untagged_errors)]
 _RULE = TypeAdapter(Rule)
 

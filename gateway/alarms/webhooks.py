@@ -28,6 +28,8 @@ from gateway.alarms.events import AlarmEvent, EventType
 from gateway.alarms.rules import NAME, SEVERITY_RANK, Severity
 from gateway.core.localtime import local
 from gateway.core.patterns import matches
+from gateway.core.secrets import cut, safe_url
+from gateway.core.secrets import redact as redact_text
 from gateway.core.strict import Strict
 
 if TYPE_CHECKING:
@@ -93,12 +95,9 @@ def wants(cfg: WebhookConfig, ev: AlarmEvent) -> bool:
 
 
 def redact(url: str) -> str:
-    """scheme://host/path without query or credentials: what a log line may show."""
-    p = urllib.parse.urlsplit(url)
-    host = p.hostname or ""
-    if p.port:
-        host += f":{p.port}"
-    return f"{p.scheme}://{host}{p.path}"
+    """scheme://host/path without query or credentials, key-like path segments masked: what a log line may
+    show (gateway.core.secrets.safe_url)."""
+    return safe_url(url, query=False)
 
 
 def dingtalk_sign(secret: str, ts_ms: int) -> str:
@@ -222,7 +221,7 @@ def classify(template: str, status: int, body: str, retry_after: str | None = No
     if status in RETRY_STATUS or status >= 500:
         return Outcome("retry", f"HTTP {status}", after)
     if not 200 <= status < 300:
-        return Outcome("failed", f"HTTP {status}: {' '.join(body.split())[:200]}")
+        return Outcome("failed", f"HTTP {status}: {cut(body)}")
     if template in ("wecom", "dingtalk"):
         try:
             answer = json.loads(body)
@@ -233,7 +232,7 @@ def classify(template: str, status: int, body: str, retry_after: str | None = No
         if code == 0:
             return Outcome("sent")
         kind: Literal["retry", "failed"] = "retry" if code in RETRY_ERRCODES else "failed"
-        return Outcome(kind, f"errcode {code}: {msg}", after)
+        return Outcome(kind, f"errcode {code}: {cut(msg)}", after)
     return Outcome("sent")
 
 
@@ -244,6 +243,6 @@ async def post(client: httpx.AsyncClient, req: WebhookRequest, cfg: WebhookConfi
     try:
         resp = await client.post(req.url, content=req.body, headers=req.headers, timeout=cfg.timeout_s)
     except httpx.HTTPError as exc:
-        detail = f"{type(exc).__name__}: {exc}".replace(req.url, redact(req.url))
+        detail = redact_text(f"{type(exc).__name__}: {exc}".replace(req.url, redact(req.url)))
         return Outcome("retry", detail)
     return classify(cfg.template, resp.status_code, resp.text, resp.headers.get("Retry-After"))

@@ -17,8 +17,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from gateway.config import ConfigError
+from gateway.core.secrets import add_basic_auth, add_header, add_secret, add_url
 from gateway.hj212.sources import AggregateFeed, LogAggregateFeed
-from gateway.logsetup import add_secret
 from gateway.sinks.base import DeliveredHook, Sink
 from gateway.sinks.config import InfluxSinkConfig, MqttSinkConfig, resolve_secret
 from gateway.site.model import Site
@@ -76,7 +76,10 @@ def _influx(site: Site, cfg: InfluxSinkConfig, where: str, problems: list[str]) 
         except ImportError:
             problems.append(f"{where}.api: v2 needs the influxdb-client package "
                             "(pip install 'influxdb-client[async]'), or use api: v1")
+    if cfg.api == "v1":
+        add_basic_auth(cfg.username, secret)  # sent as HTTP Basic: its base64 is a secret too
     add_secret(secret)
+    add_url(cfg.url)
 
     def make(lg: DurableLog, hook: DeliveredHook | None) -> Sink:
         return InfluxSink(cfg, site.id, lg, secret=secret, on_delivered=hook)
@@ -101,8 +104,10 @@ def _webhook(site: Site, i: int, where: str, problems: list[str]) -> ConsumerFac
     if not url and len(problems) == before:
         problems.append(f"{where}.url: the URL is empty")
     secret = resolve_secret(f"{where}.secret", cfg.secret, cfg.secret_env, cfg.secret_file, problems, site.base)
-    add_secret(url)
+    add_url(url)
     add_secret(secret)
+    for name, value in cfg.headers.items():
+        add_header(name, value)
     if not url:
         return None
     tz = ZoneInfo(site.config.site.timezone)

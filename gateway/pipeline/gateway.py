@@ -165,6 +165,7 @@ class Gateway:
                 return result
 
             stage = self.stage = RegulatoryStage(site, writer=write)
+            stage.sink_problems = lambda: {s.name: s.status.problem for s in self.sinks}
             for acb in self._alarm_listeners:
                 stage.on_alarm(acb)
             lg.on_commit(stage.on_commit)

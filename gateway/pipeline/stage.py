@@ -97,6 +97,8 @@ class RegulatoryStage:
         self._writer = writer
         self._clock = clock
         self.log: DurableLog | None = None
+        # each sink's standing problem ("" when none), for the sink_problem rules; set by the gateway
+        self.sink_problems: Callable[[], dict[str, str]] | None = None
         self._live = False
         self._replaying = False
         self._replay_events: list[AlarmEvent] = []
@@ -263,7 +265,9 @@ class RegulatoryStage:
         if self.log is not None and now - self._last_stats >= LOG_STATS_EVERY_MS:
             self._last_stats = now
             st = self.log.stats()
-            self._events(self.alarms.on_log_stats(now, st.dropped_total, st.used_bytes, self.max_disk_bytes))
+            self._events(self.alarms.on_log_stats(now, st.dropped_total + st.lost, st.used_bytes, self.max_disk_bytes))
+            if self.sink_problems is not None:
+                self._events(self.alarms.on_sink_status(now, self.sink_problems()))
         if now - self._last_checkpoint >= CHECKPOINT_CHECK_MS:
             self._last_checkpoint = now
             self.checkpoint(now)

@@ -1,6 +1,10 @@
 """Retry pacing and outage logging shared by the sinks.
 
 Backoff: exponential with full jitter, so a fleet of gateways behind one 4G cell does not reconnect in lockstep.
+Recovery: while a back-off delay runs, the target is probed (a TCP connect) every second; once a target that was
+unreachable accepts connections again the wait ends, so a broker's or database's return is noticed within about a
+second instead of after a back-off that may have doubled up to its maximum. A target that is reachable but refuses
+(bad password, HTTP 5xx) gets the full back-off: probing cannot tell that it got better.
 Outage: the first failure of an outage is logged at ERROR, a changed reason at WARNING, repeats of the same
 failure at DEBUG (with a WARNING reminder every few minutes), the recovery at INFO — a dead broker must not
 flood a small SD card with log lines.
@@ -8,9 +12,15 @@ flood a small SD card with log lines.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import random
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+RECOVERY_PROBE_S = 1.0
 
 
 class Backoff:
@@ -28,6 +38,63 @@ class Backoff:
 
     def reset(self) -> None:
         self.attempt = 0
+
+
+async def tcp_reachable(host: str, port: int, timeout: float = 1.0) -> bool:
+    """Does host:port accept a TCP connection now?"""
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
+
+
+@dataclass(slots=True)
+class RecoveryWait:
+    """One back-off wait: its planned delay, the probes made, whether the target's return ended it early."""
+
+    delay_s: float
+    probes: int = 0
+    woke_early: bool = False
+
+
+class Recovery:
+    """Waits out a back-off delay while probing the target; see the module docstring."""
+
+    def __init__(self, host: str, port: int, interval_s: float = RECOVERY_PROBE_S,
+                 probe: Callable[[], Awaitable[bool]] | None = None):
+        self.host = host
+        self.port = port
+        self.interval_s = interval_s
+        self._probe = probe or (lambda: tcp_reachable(host, port, min(1.0, interval_s)))
+        self.probes = 0  # since start
+        self.last: RecoveryWait | None = None
+
+    async def wait(self, delay_s: float, sleep: Callable[[float], Awaitable[bool]]) -> bool:
+        """Sleep `delay_s` with `sleep` (True: the gateway is stopping), ending early once an unreachable target
+        is back. Returns True if stopping."""
+        w = self.last = RecoveryWait(delay_s)
+        down = not await self._count()
+        w.probes += 1
+        remaining = delay_s
+        while remaining > 0:
+            step = min(self.interval_s, remaining)
+            if await sleep(step):
+                return True
+            remaining -= step
+            if down and remaining > 0:
+                w.probes += 1
+                if await self._count():
+                    w.woke_early = True
+                    return False
+        return False
+
+    async def _count(self) -> bool:
+        self.probes += 1
+        return await self._probe()
 
 
 class Outage:

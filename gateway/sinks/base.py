@@ -27,6 +27,7 @@ class SinkStatus:
     reconnects: int = 0
     failures: int = 0
     last_error: str = ""
+    problem: str = ""  # a standing problem the user must fix (e.g. every point refused); "" when none
     last_delivery_ms: int | None = None
     latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=4096))
 

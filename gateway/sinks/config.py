@@ -41,7 +41,8 @@ class MqttSinkConfig(Strict):
     host: str
     port: int | None = Field(None, ge=1, le=65535, description="Default 1883, or 8883 with tls.")
     protocol: Literal["3.1.1", "5"] = "3.1.1"
-    client_id: str | None = Field(None, description="Default plume-{site}-{name}.")
+    client_id: str | None = Field(None, description="Default: the username (the fleet broker forces the client id "
+                                  "to it), else plume-{site}-{name}.")
     username: str | None = None
     password: SecretStr | None = None
     password_env: str | None = Field(None, description="Environment variable holding the password.")

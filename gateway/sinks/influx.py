@@ -16,16 +16,19 @@ import asyncio
 import enum
 import logging
 import time
+import urllib.parse
 
 from gateway.alarms.records import AlarmRecord
 from gateway.processing.records import AggregateRecord
-from gateway.sinks.backoff import Backoff, Outage
+from gateway.sinks.backoff import Backoff, Outage, Recovery
 from gateway.sinks.base import DeliveredHook, HealthProvider, SinkStatus
 from gateway.sinks.config import InfluxSinkConfig
 from gateway.sinks.influx_http import TransportError, Writer, make_writer
 from gateway.sinks.lineproto import aggregate_line, alarm_line, health_lines, reading_line
 from gateway.store.log import DurableLog
 from gateway.store.records import LogRecord, ReadingRecord, value_count
+
+REFUSED_ALARM_AFTER = 20  # points refused in a row before the sink says its endpoint is probably wrong
 
 log = logging.getLogger("plume.sink.influx")
 
@@ -81,6 +84,10 @@ class InfluxSink:
         self.status = SinkStatus(cfg.name, "influx", f"{cfg.url} ({cfg.api}, {where})")
         self._outage = Outage(log, f"influx[{cfg.name}] {cfg.url}")
         self._backoff = Backoff(cfg.retry_min_s, cfg.retry_max_s)
+        url = urllib.parse.urlsplit(cfg.url)
+        self.recovery = Recovery(url.hostname or "127.0.0.1", url.port or (443 if url.scheme == "https" else 80))
+        self._refused_run = 0  # points refused in a row (none accepted in between)
+        self._refused_ids: set[int] = set()
         self._created_db = False
         self.writes = 0
 
@@ -122,8 +129,10 @@ class InfluxSink:
             if items:
                 await self._deliver(items)
             after = records[-1].id
-            # readings the disk cap dropped while we were retrying were counted as dropped, not delivered
-            delivered = [r for r in records if r.id > self.consumer.acked]
+            # readings the disk cap dropped while we were retrying were counted as dropped, not delivered;
+            # points the server refused are counted as rejected, not delivered
+            delivered = [r for r in records if r.id > self.consumer.acked and r.id not in self._refused_ids]
+            self._refused_ids.clear()
             values = value_count(delivered)
             self.log.ack(self.consumer, after, len(delivered), values)
             self.status.delivered(delivered)
@@ -138,6 +147,8 @@ class InfluxSink:
         if len(items) == 1:
             rec, line = items[0]
             self.log.reject(self.consumer, rec, line, f"HTTP {verdict.value}: {message}")
+            self._refused_ids.add(rec.id)
+            self._refused(message)
             log.warning("influx[%s]: server refused reading %d of %s (ts %d): %s; kept in the log's rejected "
                         "table, moving on (%d rejected so far)", self.name, rec.id,
                         rec.reading.device if isinstance(rec, ReadingRecord) else rec.kind, rec.ts, message,
@@ -165,6 +176,7 @@ class InfluxSink:
                 self.status.connected = True
                 self._backoff.reset()
                 self._outage.ok()
+                self._accepted()
                 return Verdict.OK, ""
             if status in (400, 422):
                 self.status.connected = True
@@ -181,8 +193,24 @@ class InfluxSink:
             self.status.failures += 1
             self.status.last_error = f"HTTP {status}: {message}" if status else message
             self._outage.fail(f"write failed: {self.status.last_error}; retrying, nothing is lost")
-            if self.log.closing or await self.log.sleep(self._backoff.next()):
+            if self.log.closing or await self.recovery.wait(self._backoff.next(), self.log.sleep):
                 raise Closing
+
+    def _refused(self, message: str) -> None:
+        """One more point refused with none accepted since the last: after REFUSED_ALARM_AFTER in a row the
+        endpoint itself is probably wrong (a proxy, another service, a wrong database or API): say so in
+        health (`problem`) and the log, once."""
+        self._refused_run += 1
+        if self._refused_run == REFUSED_ALARM_AFTER:
+            self.status.problem = (f"every point is refused ({self._refused_run} in a row, none accepted: "
+                                   f"{message[:120]}); check this sink's url, api and database")
+            log.error("influx[%s] %s: %s", self.name, self.status.target, self.status.problem)
+
+    def _accepted(self) -> None:
+        if self.status.problem:
+            log.info("influx[%s]: the server accepts points again", self.name)
+        self._refused_run = 0
+        self.status.problem = ""
 
     async def _create_database(self) -> bool:
         try:

@@ -190,6 +190,7 @@ def health_lines(snap: Mapping[str, Any], ts_ms: int) -> list[str]:
     lg = snap.get("log")
     if lg:
         lines.append(point("plume_log", {"site": site}, {
-            k: float(lg[k]) for k in ("readings", "bytes", "commits", "buffered", "commit_failures", "dropped")
+            k: float(lg.get(k, 0))
+            for k in ("readings", "bytes", "commits", "buffered", "commit_failures", "dropped", "lost")
         }, ts_ms))
     return [x for x in lines if x is not None]

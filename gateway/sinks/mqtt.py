@@ -33,7 +33,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway.alarms.records import AlarmRecord
 from gateway.processing.records import AggregateRecord
-from gateway.sinks.backoff import Backoff, Outage
+from gateway.sinks.backoff import Backoff, Outage, Recovery
 from gateway.sinks.base import DeliveredHook, HealthProvider, SinkStatus
 from gateway.sinks.config import MqttSinkConfig
 from gateway.sinks.contract import (
@@ -127,6 +127,7 @@ class MqttSink:
         self._health_interval = cfg.health_interval_s
         self.status = SinkStatus(cfg.name, "mqtt", f"{cfg.host}:{cfg.effective_port}")
         self._outage = Outage(log, f"mqtt[{cfg.name}] {cfg.host}:{cfg.effective_port}")
+        self.recovery = Recovery(cfg.host, cfg.effective_port)  # a returning broker ends the back-off
         self._topics: dict[str, str] = {}
         self._status_topic = status_topic(cfg.topic_prefix, site_id)
         self._health_topic = health_topic(cfg.topic_prefix, site_id)
@@ -146,6 +147,12 @@ class MqttSink:
         if interval_s is not None:
             self._health_interval = interval_s
 
+    @property
+    def client_id(self) -> str:
+        """`client_id` of the site file, else the MQTT username (the fleet broker's convention: it forces the
+        client id to the username, so no site can take another's), else plume-<site>-<sink>."""
+        return self.cfg.client_id or self.cfg.username or f"plume-{self.site_id}-{self.cfg.name}"
+
     def _client(self) -> aiomqtt.Client:
         cfg = self.cfg
         v5 = cfg.protocol == "5"
@@ -154,7 +161,7 @@ class MqttSink:
             cfg.effective_port,
             username=cfg.username,
             password=self._password if cfg.username is not None else None,
-            identifier=cfg.client_id or f"plume-{self.site_id}-{cfg.name}",
+            identifier=self.client_id,
             protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
             will=aiomqtt.Will(self._status_topic, b"offline", qos=1, retain=True),
             clean_session=None if v5 else True,
@@ -200,7 +207,7 @@ class MqttSink:
                 self._outage.fail(self.status.last_error)
             finally:
                 self.status.connected = False
-            if self.log.closing or await self.log.sleep(backoff.next()):
+            if self.log.closing or await self.recovery.wait(backoff.next(), self.log.sleep):
                 return  # shutting down with the broker away: what is left stays in the log for the next start
 
     async def _session(self, client: aiomqtt.Client) -> bool:

@@ -32,6 +32,18 @@ class StoreConfig(BaseModel):
         description="Disk cap of the log. When reached, the oldest readings are dropped even if undelivered; "
         "every drop is counted per sink, logged and shown in health.",
     )
+    min_free_mb: float = Field(
+        32,
+        gt=0,
+        description="Free space the log leaves on its file system. Below it, the log stops growing: the oldest 5% "
+        "of the readings are dropped (counted per sink when undelivered) and their space reused.",
+    )
+    max_buffered: int = Field(
+        10_000,
+        ge=100,
+        description="At most this many readings wait in memory while commits fail (a full or failing disk); "
+        "newer ones are refused, counted (`lost` in health) and logged, until commits work again.",
+    )
     durability: Literal["full", "normal"] = Field(
         "full",
         description="full: every commit is fsynced (survives power loss; one fsync per commit). "

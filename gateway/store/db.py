@@ -17,6 +17,8 @@ nothing for it. Version 1 files (readings only) are migrated in place at open (o
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +26,9 @@ from pathlib import Path
 from gateway.store.codec import KindRow, Row, Schema
 
 SCHEMA_VERSION = 2
+SQLITE_FULL = 13
+WAL_PAGES_MAX = 1000  # SQLite's default auto-checkpoint (4 MB of 4 KB pages)
+WAL_LIMIT_MAX = 16_777_216  # the WAL is truncated back to this after checkpoints
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -106,12 +111,31 @@ class Batch:
         return bool(self.rows or self.records or self.schemas or self.cursors or self.rejects)
 
 
-class LogDb:
-    """One SQLite connection in WAL mode."""
+def is_disk_full(exc: BaseException) -> bool:
+    """SQLite's "database or disk is full" (SQLITE_FULL), or ENOSPC from the OS."""
+    if isinstance(exc, sqlite3.Error):
+        return getattr(exc, "sqlite_errorcode", None) == SQLITE_FULL or "disk is full" in str(exc)
+    return isinstance(exc, OSError) and exc.errno == errno.ENOSPC
 
-    def __init__(self, path: Path, durability: str = "full"):
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    """Roll back what is still open. SQLite has already rolled back by itself after some errors (a full disk):
+    a second ROLLBACK would replace the real error with "cannot rollback - no transaction is active"."""
+    if conn.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+
+
+class LogDb:
+    """One SQLite connection in WAL mode.
+
+    `wal_budget` (bytes): the most the WAL may take between checkpoints (a quarter of the free space the log keeps
+    on its file system), so a small disk is not filled by the WAL before the checkpoint moves it into the file."""
+
+    def __init__(self, path: Path, durability: str = "full", wal_budget: int = WAL_LIMIT_MAX):
         self.path = path
         self.durability = durability
+        self.wal_budget = wal_budget
         self._conn: sqlite3.Connection | None = None
 
     @property
@@ -125,7 +149,10 @@ class LogDb:
         self._conn = conn
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={'FULL' if self.durability == 'full' else 'NORMAL'}")
-        conn.execute("PRAGMA journal_size_limit=16777216")  # truncate the WAL back to 16 MB after checkpoints
+        # truncate the WAL back to at most 16 MB after checkpoints (less on a small disk)
+        conn.execute(f"PRAGMA journal_size_limit={min(WAL_LIMIT_MAX, self.wal_budget)}")
+        page = int(conn.execute("PRAGMA page_size").fetchone()[0])
+        conn.execute(f"PRAGMA wal_autocheckpoint={max(16, min(WAL_PAGES_MAX, self.wal_budget // page))}")
         conn.execute("PRAGMA cache_size=-4096")  # 4 MB page cache: RSS matters on a Pi
         conn.executescript(_DDL)
         version = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
@@ -189,7 +216,7 @@ class LogDb:
                 )
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            _rollback(conn)
             raise
 
     def read(self, after: int, limit: int) -> list[tuple[int, int, int, int, str, str, str | None]]:
@@ -273,6 +300,26 @@ class LogDb:
         size = conn.execute("PRAGMA page_size").fetchone()[0]
         return int((pages - free) * size)
 
+    def free_page_bytes(self) -> int:
+        """Bytes of freed pages in the file, reused by the next inserts before the file grows."""
+        conn = self.conn
+        free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+        size = conn.execute("PRAGMA page_size").fetchone()[0]
+        return int(free * size)
+
+    def fs_free_bytes(self) -> int:
+        """Free space on the log's file system (for an unprivileged process)."""
+        st = os.statvfs(self.path.parent)
+        return int(st.f_bavail * st.f_frsize)
+
+    def checkpoint(self) -> bool:
+        """Move the WAL into the database file and truncate it (gives its space back). False if that failed."""
+        try:
+            busy = self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        except sqlite3.Error:
+            return False
+        return not busy
+
     def delete_through(self, last_id: int, cursors: list[CursorRow]) -> int:
         """Drop every row up to `last_id` and store the cursors that moved because of it, in one transaction."""
         conn = self.conn
@@ -286,7 +333,7 @@ class LogDb:
             )
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            _rollback(conn)
             raise
         return int(n)
 
@@ -315,7 +362,7 @@ class LogDb:
                 conn.execute("DELETE FROM rejected WHERE at < ?", (cutoff_ts,))
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                _rollback(conn)
                 raise
             total += n
             if n < chunk:

@@ -9,6 +9,10 @@
 - The disk cap drops the oldest rows, delivered or not; what a consumer had not yet delivered is counted as
   dropped for it, logged and kept in its cursor row (it survives restarts). Retention deletes only rows every
   consumer has delivered.
+- A full disk: when the file system has less than `min_free_mb` free and the file no freed pages to reuse, the
+  oldest 5% are dropped the same way. A commit that fails for a full disk (SQLITE_FULL) keeps its readings in
+  memory, at most `max_buffered` of them: newer readings are refused and counted (`lost`); commits resume by
+  themselves once there is room. A stop while the disk is full says how many readings could not be committed.
 """
 
 from __future__ import annotations
@@ -27,9 +31,10 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 
 from gateway.core.model import DeviceReading
+from gateway.core.secrets import redact
 from gateway.store.codec import KindRow, Row, Schema, decode, encode, schema_key
 from gateway.store.config import StoreConfig
-from gateway.store.db import Batch, CursorRow, LogDb, RejectRow
+from gateway.store.db import Batch, CursorRow, LogDb, RejectRow, is_disk_full
 from gateway.store.records import (
     KIND_CODES,
     LogRecord,
@@ -47,6 +52,8 @@ T = TypeVar("T")
 CAP_CHECK_S = 1.0
 RETENTION_CHECK_S = 3600.0
 CAP_HEADROOM = 0.9  # when over the cap, drop down to 90% of it, so drops come in few large steps
+LOW_DISK_DROP = 20  # a full file system: drop 1/20 (5%) of the rows at a time
+RECORDS_ALLOWANCE = 1000  # records of other kinds (alarms, aggregates) may exceed max_buffered by this much
 
 
 class LogLockedError(RuntimeError):
@@ -82,6 +89,9 @@ class LogStats:
     committed_records: int
     buffered: int
     dropped_total: int
+    lost: int = 0  # readings refused while the memory buffer was full (never in the log)
+    max_buffered: int = 0
+    disk_free: int | None = None  # bytes free on the log's file system (at the last check)
 
 
 class DurableLog:
@@ -90,7 +100,7 @@ class DurableLog:
     def __init__(self, path: Path, config: StoreConfig | None = None, *, tail_size: int = 2048, max_batch: int = 5000):
         self.path = path
         self.config = config or StoreConfig()
-        self._db = LogDb(path, self.config.durability)
+        self._db = LogDb(path, self.config.durability, wal_budget=int(self.config.min_free_mb * 1e6 / 4))
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="plume-log")
         self._tail_size = tail_size
         self._max_batch = max_batch
@@ -125,6 +135,10 @@ class DurableLog:
         self.commits = 0
         self.committed_records = 0
         self.commit_failures = 0
+        self.lost = 0  # readings refused because max_buffered were waiting for a commit
+        self._refusing = False
+        self.disk_full = False  # the last commit failed for a full disk
+        self._disk_free: int | None = None
 
     # --- lifecycle -------------------------------------------------------------------------------------------
     async def open(self, consumers: Iterable[str] = ()) -> None:
@@ -188,7 +202,7 @@ class DurableLog:
             return
         self.begin_close()
         try:
-            await self.flush(force_cursors=True)
+            await self._final_flush()
         finally:
             self._opened = False
             await self._run(self._db.close)
@@ -196,6 +210,28 @@ class DurableLog:
             if self._lock_file is not None:
                 self._lock_file.close()
                 self._lock_file = None
+
+    async def _final_flush(self) -> None:
+        """The last commit. On a full disk: make room once more, then say what could not be committed."""
+        for attempt in range(2):
+            try:
+                await self.flush(force_cursors=True)
+                return
+            except Exception as exc:
+                if not is_disk_full(exc):
+                    raise
+                if attempt == 0:
+                    await self._make_room()
+        log.error("log: stopping with the disk full (%s): %d readings could not be committed (disk full) and are "
+                  "lost%s", self._free_text(), sum(1 for r in self._buffer if r.kind == "reading"),
+                  f"; {self.lost} more were refused while the buffer was full" if self.lost else "")
+
+    def _free_text(self) -> str:
+        try:
+            free = self._db.fs_free_bytes()
+        except OSError:
+            return "free space unknown"
+        return f"{free / 1e6:.2f} MB free on its file system"
 
     async def __aenter__(self) -> DurableLog:
         return self
@@ -205,12 +241,19 @@ class DurableLog:
 
     # --- writing ---------------------------------------------------------------------------------------------
     def append(self, reading: DeviceReading) -> ReadingRecord:
-        """Buffer one poll for the next commit. Cheap and non-blocking: called on the loop for every poll."""
+        """Buffer one poll for the next commit. Cheap and non-blocking: called on the loop for every poll.
+
+        While `max_buffered` readings already wait for a commit (the disk is full), the reading is refused: it
+        is counted in `lost`, its device's `seq` still moves on (subscribers see the gap), and the record
+        returned has id 0 (it is not in the log)."""
         key = schema_key(reading)
         schema = self._schemas.get(key) or self._schema_for(key)
         seq = self._seqs.get(reading.device, 0) + 1
         self._seqs[reading.device] = seq
         self._new_seqs[reading.device] = seq
+        if len(self._buffer) >= self.config.max_buffered:
+            self._refuse()
+            return ReadingRecord(0, reading.ts, reading.site, seq, reading)
         self.last_id += 1
         record = ReadingRecord(self.last_id, reading.ts, reading.site, seq, reading)
         self._buffer.append(record)
@@ -225,6 +268,9 @@ class DurableLog:
         id sequence, same commit. Raises ValueError for a kind no module registered."""
         rt = record_type(kind)
         enc = rt.encode(payload, ts)
+        if len(self._buffer) >= self.config.max_buffered + RECORDS_ALLOWANCE:
+            self._refuse()
+            return rt.record(0, enc.ts, site, payload)
         schema_id = 0
         if enc.layout is not None:
             schema_id = self._schema_for(enc.layout).id
@@ -237,6 +283,14 @@ class DurableLog:
         if len(self._buffer) >= self._max_batch:
             self._full.set()
         return record
+
+    def _refuse(self) -> None:
+        self.lost += 1
+        if not self._refusing:
+            self._refusing = True
+            log.warning("log: %d readings wait in memory for a commit (store.max_buffered); newer readings are "
+                        "refused and counted as lost until commits work again (%d lost in total)",
+                        len(self._buffer), self.lost)
 
     def _schema_for(self, key: SchemaKey) -> Schema:
         schema = self._schemas.get(key)
@@ -280,6 +334,11 @@ class DurableLog:
                     c.dirty = True
                 raise
             self.commits += 1
+            self.disk_full = False
+            if self._refusing:
+                self._refusing = False
+                log.warning("log: committing again; %d readings were refused while the buffer was full",
+                            self.lost)
             if records:
                 self.committed_id = records[-1].id
                 self.committed_records += len(records)
@@ -322,13 +381,18 @@ class DurableLog:
                 failing = False
             except Exception as exc:
                 self.commit_failures += 1
-                if not failing:
-                    log.error("log: commit failed (%s); readings stay buffered in memory and are retried", exc)
-                else:
+                full = self.disk_full = is_disk_full(exc)
+                if failing:
                     log.debug("log: commit failed again: %s", exc)
+                elif full:
+                    log.warning("log: commit failed: the disk is full (%s); %d readings are held in memory (at "
+                                "most store.max_buffered %d) and committed once there is room",
+                                self._free_text(), len(self._buffer), self.config.max_buffered)
+                else:
+                    log.error("log: commit failed (%s); readings stay buffered in memory and are retried", exc)
                 failing = True
-                if "full" in str(exc).lower():
-                    await self._free_disk(emergency=True)
+                if full:
+                    await self._make_room()
                 self._wake.set()
                 await asyncio.sleep(1.0)
                 continue
@@ -466,7 +530,7 @@ class DurableLog:
         consumer.rejected += 1
         consumer.dirty = True
         self._rejects.append(RejectRow(consumer.name, record.id, record.ts, int(time.time() * 1000),
-                                       payload, error))
+                                       payload, redact(error)))
         self._wake.set()
 
     async def rejected(self, consumer: str | None = None) -> list[tuple[str, int, int, str, str]]:
@@ -498,6 +562,9 @@ class DurableLog:
             committed_records=self.committed_records,
             buffered=len(self._buffer),
             dropped_total=sum(c.dropped for c in self._consumers.values()),
+            lost=self.lost,
+            max_buffered=self.config.max_buffered,
+            disk_free=self._disk_free,
         )
 
     # --- disk cap and retention ------------------------------------------------------------------------------
@@ -512,6 +579,7 @@ class DurableLog:
             self._used_bytes = await self._run(self._db.used_bytes)
             if self._used_bytes > self.config.max_disk_mb * 1e6:
                 await self._free_disk()
+            await self._check_free_space()
         if force or now - self._last_retention >= RETENTION_CHECK_S:
             self._last_retention = now
             await self._expire()
@@ -531,16 +599,53 @@ class DurableLog:
                 log.info("log: retention removed %d delivered readings older than %g days", n,
                          self.config.retention_days)
 
-    async def _free_disk(self, emergency: bool = False) -> None:
+    async def _check_free_space(self) -> None:
+        """Below `min_free_mb` free on the file system, stop growing: drop the oldest 5% when the file has no
+        freed pages left to reuse (their space is what the next commits take)."""
+        try:
+            self._disk_free = free = await self._run(self._db.fs_free_bytes)
+        except OSError:
+            return
+        if free >= self.config.min_free_mb * 1e6:
+            return
+        reusable = await self._run(self._db.free_page_bytes)
+        if reusable >= max(self._used_bytes / LOW_DISK_DROP / 2, 65536):
+            return
+        await self._free_disk(emergency=True, why=f"the disk is almost full ({free / 1e6:.2f} MB free, "
+                                                  f"store.min_free_mb {self.config.min_free_mb:g})")
+
+    async def _make_room(self) -> None:
+        """A commit failed for a full disk: give the WAL's space back, and drop the oldest 5% unless the file
+        still has freed pages from the last drop (then dropping more would not help)."""
+        if not await self._run(self._db.checkpoint):
+            log.debug("log: checkpoint on the full disk failed")
+        try:
+            reusable = await self._run(self._db.free_page_bytes)
+        except Exception:
+            reusable = 0
+        if reusable < max(self._used_bytes / LOW_DISK_DROP / 2, 65536):
+            await self._free_disk(emergency=True, why=f"the disk is full ({self._free_text()})")
+            await self._run(self._db.checkpoint)
+
+    async def _free_disk(self, emergency: bool = False, why: str = "") -> None:
         """Drop the oldest rows until the log is back under the cap (or, on a full disk, 5% of the rows)."""
+        try:
+            await self._drop_oldest(emergency, why)
+        except Exception as exc:
+            if not is_disk_full(exc):
+                raise
+            log.debug("log: dropping the oldest readings failed on the full disk: %s", exc)
+
+    async def _drop_oldest(self, emergency: bool, why: str) -> None:
         cap = self.config.max_disk_mb * 1e6
+        reason = why or f"disk cap {self.config.max_disk_mb:g} MB reached"
         for _ in range(20):
             async with self._commit_lock:
                 rows = self.committed_id - self.first_id + 1
                 if rows <= 0:
                     return
                 if emergency:
-                    n = max(1, rows // 20)
+                    n = max(1, rows // LOW_DISK_DROP)
                 else:
                     used = self._used_bytes
                     if used <= cap:
@@ -548,26 +653,27 @@ class DurableLog:
                     per_row = used / rows
                     n = max(1, math.ceil((used - cap * CAP_HEADROOM) / per_row))
                 through = min(self.first_id + n - 1, self.committed_id)
-                moved: list[Consumer] = []
+                moved: list[tuple[Consumer, int]] = []
+                rows_out: list[CursorRow] = []
                 for c in self._consumers.values():
                     if c.acked < through:
                         lost = through - max(c.acked, self.first_id - 1)
-                        c.dropped += lost
-                        c.acked = through
-                        moved.append(c)
-                        log.warning(
-                            "log: disk cap %g MB reached: dropped %d readings not yet delivered to %s "
-                            "(ids %d..%d; %d dropped in total)",
-                            self.config.max_disk_mb, lost, c.name, through - lost + 1, through, c.dropped,
-                        )
-                deleted = await self._run(self._db.delete_through, through, [c.row() for c in moved])
-                for c in moved:
+                        moved.append((c, lost))
+                        rows_out.append(CursorRow(c.name, through, c.dropped + lost, c.rejected))
+                # counters move only once the rows are gone (a full disk can make the delete fail)
+                deleted = await self._run(self._db.delete_through, through, rows_out)
+                for c, lost in moved:
+                    c.dropped += lost
+                    c.acked = through
                     c.dirty = False
+                    log.warning("log: %s: dropped %d readings not yet delivered to %s (ids %d..%d, the oldest; "
+                                "%d dropped in total)", reason, lost, c.name, through - lost + 1, through, c.dropped)
                 self.first_id = through + 1
                 self._trim_tail()
                 self._used_bytes = await self._run(self._db.used_bytes)
-                log.info("log: removed %d oldest readings for the disk cap; %.1f MB used", deleted,
-                         self._used_bytes / 1e6)
+                log_at = log.warning if emergency and not moved else log.info
+                log_at("log: removed the %d oldest readings (%s); %.1f MB used", deleted, reason,
+                       self._used_bytes / 1e6)
             if emergency:
                 return
 

@@ -311,3 +311,23 @@ def test_restart_anywhere_gives_the_same_events_as_no_restart(values, for_s, cle
     after, replayed = restarted(rules, logged, series[:k])
     rest = feed(after, series[k:])
     assert [ev.event_id for ev in logged + replayed + rest] == [ev.event_id for ev in full]
+
+
+def test_a_sink_with_a_standing_problem_raises_a_health_alarm_until_it_is_gone():
+    rule = RULE.validate_python({"id": "sink-problem", "type": "sink_problem", "severity": "warning"})
+    e = AlarmEngine([rule], "site")
+    assert e.on_sink_status(T, {"tsdb": "", "broker": ""}) == []
+    problem = "every point is refused (20 in a row, none accepted: unknown request); check this sink's url"
+    events = e.on_sink_status(T + MIN, {"tsdb": problem, "broker": ""})
+    assert [(ev.rule, ev.type.value, ev.channel) for ev in events] == [("sink-problem", "raised", "tsdb")]
+    assert problem in events[0].message and events[0].note == problem
+    assert e.on_sink_status(T + 2 * MIN, {"tsdb": problem, "broker": ""}) == []  # still: the same alarm
+    events = e.on_sink_status(T + 3 * MIN, {"tsdb": "", "broker": ""})
+    assert [(ev.rule, ev.type.value, ev.channel) for ev in events] == [("sink-problem", "cleared", "tsdb")]
+
+
+def test_the_gateway_health_pack_watches_sink_problems():
+    from gateway.alarms.rules import load_pack
+
+    pack = load_pack("gateway-health")
+    assert any(r.get("type") == "sink_problem" for r in pack.rules)

@@ -37,7 +37,7 @@ def test_the_example_site_is_valid(site):
         "pm10-15m", "tsp-burst", "dust-shanghai.particulate-15m", "gb13271-in-service-coal.particulate-1h",
         "gb13271-in-service-coal.so2-1h", "gb13271-in-service-coal.nox-1h", "noise-gb12523.leq-20m",
         "noise-gb12523.lmax-night", "gateway-health.offline", "gateway-health.bad-data",
-        "gateway-health.log-drops"}
+        "gateway-health.log-drops", "gateway-health.sink-problem"}
     assert site.config.notify.webhooks[0].url.get_secret_value().endswith("key=k")
 
 

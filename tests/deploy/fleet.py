@@ -2,8 +2,9 @@
 by add-gateway.sh, a CA and a server certificate made with openssl, on a free loopback port.
 
 Only what cannot be the same on a test machine is rewritten in a temporary copy of plume.conf: the folder of the
-certificate, password and ACL files, the listener's port (bound to 127.0.0.1), and `user root` / `log_dest stderr`
-/ `persistence false` appended (as root, Mosquitto would otherwise drop to user mosquitto before reading the key).
+certificate, password and ACL files, the listeners' ports (gateways, services; bound to 127.0.0.1), and
+`user root` / `log_dest stderr` / `persistence false` appended (as root, Mosquitto would otherwise drop to user
+mosquitto before reading the key).
 """
 
 from __future__ import annotations
@@ -67,7 +68,8 @@ def generated_password(out: str) -> str:
 @dataclass
 class FleetBroker:
     folder: Path
-    port: int = field(default_factory=free_port)
+    port: int = field(default_factory=free_port)  # the gateways' listener (8883)
+    services_port: int = field(default_factory=free_port)  # Telegraf, dashboards, operators (8884)
     passwords: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
 
@@ -75,10 +77,13 @@ class FleetBroker:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.ca, self.cert, self.key = make_ca_and_server_cert(self.folder)
         self.passwd = self.folder / "passwd"
+        self.passwd_services = self.folder / "passwd-services"
+        self.services: set[str] = set()
         (self.folder / "acl").write_bytes((DEPLOY / "mosquitto/acl").read_bytes())
         text = (DEPLOY / "mosquitto/plume.conf").read_text()
-        assert "listener 8883\n" in text and CONF_DIR in text
+        assert "listener 8883\n" in text and "listener 8884\n" in text and CONF_DIR in text
         text = text.replace(CONF_DIR, f"{self.folder}/").replace("listener 8883\n", f"listener {self.port} 127.0.0.1\n")
+        text = text.replace("listener 8884\n", f"listener {self.services_port} 127.0.0.1\n")
         self.conf = self.folder / "mosquitto.conf"
         self.conf.write_text(text + "\nuser root\nlog_dest stderr\npersistence false\n")
         self.log_path = self.folder / "mosquitto.log"
@@ -90,16 +95,29 @@ class FleetBroker:
         return self.passwords[site]
 
     def add_service(self, name: str, password: str) -> None:
-        proc = add_gateway(self.passwd, "--service", name, password=password)
+        proc = add_gateway(self.passwd_services, "--service", name, password=password)
         assert proc.returncode == 0, proc.stderr
         self.passwords[name] = password
+        self.services.add(name)
+
+    def add_operator(self, name: str, password: str, sites: list[str]) -> None:
+        args = [a for s in sites for a in ("--site", s)]
+        proc = add_gateway(self.passwd_services, "--operator", name, *args, "--acl", str(self.folder / "acl"),
+                           password=password)
+        assert proc.returncode == 0, proc.stderr
+        self.passwords[name] = password
+        self.services.add(name)
+
+    def port_for(self, username: str | None) -> int:
+        """Services and operators log in on their own listener; gateways (and strangers) on the gateways'."""
+        return self.services_port if username in self.services else self.port
 
     def start(self) -> None:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(["mosquitto", "-c", str(self.conf)], stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + 10
-        while not port_open(self.port):
+        while not (port_open(self.port) and port_open(self.services_port)):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 raise RuntimeError(f"mosquitto did not start: {self.log_path.read_text(errors='replace')}")
@@ -131,7 +149,8 @@ class Client:
     """A paho-mqtt client (MQTT 5 by default, so the broker's refusals come back as reason codes)."""
 
     def __init__(self, broker: FleetBroker, username: str | None, password: str | None, *, client_id: str = "",
-                 v5: bool = True, tls: bool = True, clean: bool = True):
+                 v5: bool = True, tls: bool = True, clean: bool = True, port: int | None = None,
+                 will: tuple[str, bytes] | None = None):
         import paho.mqtt.client as mqtt
 
         self._mqtt = mqtt
@@ -143,6 +162,10 @@ class Client:
             self.c.tls_set_context(broker.tls_context())
         if username is not None:
             self.c.username_pw_set(username, password)
+        if will is not None:
+            self.c.will_set(will[0], will[1], qos=1, retain=True)
+        self.disconnected = threading.Event()
+        self.c.on_disconnect = lambda *a: self.disconnected.set()
         self.connack: Any = None
         self.connected = threading.Event()
         self.messages: list[tuple[str, bytes]] = []
@@ -153,7 +176,9 @@ class Client:
         self.c.on_message = self._on_message
         self.c.on_publish = self._on_publish
         self.c.on_subscribe = self._on_subscribe
-        self.c.connect("127.0.0.1", broker.port, keepalive=10)
+        if port is None:  # (a stand-in broker with just a port: test_compose)
+            port = broker.port_for(username) if isinstance(broker, FleetBroker) else broker.port
+        self.c.connect("127.0.0.1", port, keepalive=10)
         self.c.loop_start()
         self.connected.wait(10)
 

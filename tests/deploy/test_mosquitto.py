@@ -24,6 +24,7 @@ from .fleet import Client, FleetBroker, add_gateway, generated_password, wait_un
 from .helpers import DEPLOY, need
 
 INGEST_PASSWORD = "ingest-Pa55-word"
+OPS_PASSWORD = "ops-Pa55-word"
 SHARED = "$share/plume-ingest/plume/+/+/data"
 
 
@@ -35,6 +36,7 @@ def start_broker(folder: Path) -> FleetBroker:
     b.add_site("site-b")
     b.add_service("telegraf", INGEST_PASSWORD)
     b.add_service("dashboard", "dash-Pa55-word")
+    b.add_operator("ops-li", OPS_PASSWORD, ["site-a"])
     b.start()
     return b
 
@@ -188,6 +190,81 @@ def test_shared_subscription_splits_the_stream_between_telegraf_instances(broker
     got = [[p for _, p in inst.snapshot()] for inst in instances]
     assert all(got), f"each instance takes a share: {[len(g) for g in got]}"
     assert sorted(got[0] + got[1]) == sorted(sent), "every message exactly once, no health message"
+
+
+@pytest.mark.parametrize("forged", ["site-b", "plume-site-b-fleet"])
+def test_a_site_cannot_take_another_sites_client_id(broker: FleetBroker, clients: list[Client], forged: str) -> None:
+    """A client id is one per broker: a new connection with one in use disconnects the old session (and publishes
+    its last will). Site A's valid login asking for site B's client id must not do that to B's gateway."""
+    watcher = connect(broker, clients, "dashboard")
+    watcher.subscribe("plume/site-b/status")
+    site_b = connect(broker, clients, "site-b", client_id=forged, will=("plume/site-b/status", b"offline"))
+    assert site_b.accepted
+    assert not site_b.publish("plume/site-b/status", b"online").is_failure
+    intruder = connect(broker, clients, "site-a", client_id=forged)
+    assert intruder.accepted, "a valid login is accepted, as site-a's own client"
+    assert intruder.publish("plume/site-b/status", b"offline").is_failure, "and stays site-a"
+    # round trips on both sessions: had the broker dropped site-b, it would have happened by now
+    assert not intruder.publish("plume/site-a/status", b"online").is_failure
+    assert not site_b.publish("plume/site-b/status", b"online").is_failure
+    assert not site_b.disconnected.is_set(), "site-b's gateway was knocked off"
+    wait_until(lambda: watcher.snapshot().count(("plume/site-b/status", b"online")) >= 2, 5, "site-b's status")
+    assert ("plume/site-b/status", b"offline") not in watcher.snapshot(), "site-b's last will was published"
+
+
+def test_a_gateway_account_cannot_log_in_on_the_services_listener(broker: FleetBroker, clients: list[Client]) -> None:
+    c = connect(broker, clients, "site-a", client_id="site-b", port=broker.services_port)
+    assert c.connack is not None and c.connack.is_failure
+
+
+def test_the_gateways_default_client_id_is_its_username(tmp_path: Path) -> None:
+    async def client_ids() -> list[str]:
+        log = DurableLog(tmp_path / "log.sqlite")
+        await log.open(["fleet"])
+        try:
+            out = []
+            for extra in ({"username": "site-a"}, {}, {"username": "site-a", "client_id": "mine"}):
+                cfg = MqttSinkConfig.model_validate({"type": "mqtt", "name": "fleet", "host": "127.0.0.1",
+                                                     "port": 8883, **extra})
+                out.append(MqttSink(cfg, "site-a", log, password="x").client_id)
+            return out
+        finally:
+            await log.close()
+
+    assert asyncio.run(client_ids()) == ["site-a", "plume-site-a-fleet", "mine"]
+
+
+def test_an_operator_writes_the_command_topics_of_its_sites_only(broker: FleetBroker, clients: list[Client]) -> None:
+    site_a = connect(broker, clients, "site-a")
+    site_a.subscribe("plume/site-a/cmd/#")
+    ops = connect(broker, clients, "ops-li")
+    assert ops.accepted
+    ack = b'{"alarm_id": "x", "by": "officer li"}'
+    assert not ops.publish("plume/site-a/cmd/ack", ack).is_failure
+    assert ops.publish("plume/site-b/cmd/ack", ack).is_failure, "not its site"
+    assert ops.publish("plume/site-a/dust-1/data", b"forged").is_failure, "commands only"
+    assert ops.publish("plume/site-a/status", b"offline").is_failure, "commands only"
+    wait_until(lambda: ("plume/site-a/cmd/ack", ack) in site_a.snapshot(), 5, "the acknowledgement at site-a")
+    assert not ops.subscribe("plume/site-a/#").is_failure
+
+
+def test_add_gateway_writes_and_rewrites_an_operators_acl_block(tmp_path: Path) -> None:
+    need("mosquitto_passwd")
+    acl = tmp_path / "acl"
+    acl.write_bytes((DEPLOY / "mosquitto/acl").read_bytes())
+    passwd = tmp_path / "passwd-services"
+    assert "must start with ops-" in add_gateway(passwd, "--operator", "li", "--site", "a").stderr
+    assert "which sites" in add_gateway(passwd, "--operator", "ops-li").stderr
+    assert "reserved for operator" in add_gateway(tmp_path / "passwd", "ops-x").stderr
+    for sites in (["site-a", "site-b"], ["site-c"]):
+        args = [a for s in sites for a in ("--site", s)]
+        ok = add_gateway(passwd, "--operator", "ops-li", *args, "--acl", str(acl), password="ops-Pa55")
+        assert ok.returncode == 0, ok.stderr
+    text = acl.read_text()
+    assert text.count("user ops-li") == 1 and "topic write plume/site-c/cmd/#" in text
+    assert "plume/site-a/" not in text, "the block was rewritten, not appended to"
+    assert add_gateway(passwd, "--operator", "ops-li", "--remove", "--acl", str(acl)).returncode == 0
+    assert "ops-li" not in acl.read_text().replace("ops-NAME", "")
 
 
 def test_rotating_a_password_takes_effect_at_reload(tmp_path: Path, clients: list[Client]) -> None:
