@@ -184,6 +184,13 @@ class UplinkSink:
         """The logger's clock: the gateway's, shifted by what the platform set with 1012."""
         return int(self._clock() * 1000) + self.state.settings.clock_offset_ms
 
+    def next_qn(self) -> str:
+        return self._qn()
+
+    @property
+    def answer(self) -> bool:
+        return self.cfg.answer
+
     def set_clock(self, platform_ms: int) -> bool:
         real = int(self._clock() * 1000)
         step = platform_ms - real
@@ -394,6 +401,9 @@ class UplinkSink:
             try:
                 reply = await self.commands.handle(req)
                 for p in reply.packets:
+                    if p.answer_wanted:
+                        await self._deliver(link, p)  # a history upload: its own QN, acknowledged by 9014
+                        continue
                     await link.send(encode(p))
                     self._last_send = time.monotonic()
                 if reply.after is not None:
@@ -401,6 +411,8 @@ class UplinkSink:
                 self.counters["commands"] += 1
             except LinkClosed:
                 return
+            except NoAnswer as exc:
+                log.warning("hj212[%s]: reply to command %s abandoned: %s", self.name, req.cn, exc)
             except Exception:
                 log.exception("hj212[%s]: command %s failed", self.name, req.cn)
 

@@ -161,7 +161,7 @@ async def test_a_2011_longer_than_1024_bytes_is_split_and_each_part_acknowledged
     regs = "".join(f"      - {{channel: c{i:02d}, address: {i}, unit: mg/m3}}\n" for i in range(70))
     codes = "".join(f"      - {{code: a9{i:04d}, device: big, channel: c{i:02d}}}\n" for i in range(70))
     device = "  - name: big\n    bus: lan\n    address: 9\n    kind: cems\n    registers:\n" + regs
-    async with PlatformSim() as p:
+    async with PlatformSim(codes=None) as p:  # 70 made-up codes: no code table
         rig = await Rig(tmp_path, uplink_yaml("city", p.port, codes=codes), devices=device).open()
         T = t0()
         vals = {f"c{i:02d}": ChannelValue(100 + i + 0.123, "mg/m3") for i in range(70)}
@@ -233,3 +233,18 @@ async def test_state_file_is_private_and_the_password_never_reaches_a_log_line(
     assert json.loads(state.read_text())["settings"]["pw"] == "K7m2Qx"
     text = "\n".join(r.getMessage() + (str(r.exc_info) if r.exc_info else "") for r in caplog.records)
     assert "hj212[city]" in text and PW not in text and "K7m2Qx" not in text
+
+
+async def test_a_negative_concentration_goes_out_as_flag_d_without_a_number(tmp_path: Path) -> None:
+    """A strict platform refuses a whole packet with a negative PM value; the logger sends the code with flag D
+    (instrument fault: a concentration below zero is no measurement) and the other codes as they are."""
+    async with PlatformSim() as p:
+        rig = await Rig(tmp_path, uplink_yaml("city", p.port)).open()
+        T = t0()
+        await rig.append(dust(T + 100, pm10=-3.0), dust(T + 2000))
+        await rig.delivered.until(lambda: len(p.acked("2011")) == 1, what="the 2011")
+        got = cp_dict(p.acked("2011")[0])
+        assert "a34002-Rtd" not in got and got["a34002-Flag"] == "D"
+        assert got["a34004-Rtd"] == "40.0" and got["a34004-Flag"] == "N"
+        assert p.errors == []
+        await rig.close()

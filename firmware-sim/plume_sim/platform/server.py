@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -25,12 +25,14 @@ from zoneinfo import ZoneInfo
 
 from gateway.hj212.codec import Cp, Framer, Packet, decode, encode, join, make_flag
 from gateway.hj212.errors import Hj212Error, SplitError
+from gateway.hj212.names import KNOWN_CODES
 from gateway.hj212.timefmt import qn_text
 from plume_sim.platform.checks import REPLY_CNS, problems
 from plume_sim.platform.records import Exchange, Received, Recorder
 
 MISBEHAVIOURS = ("no-answer", "late-answer", "disconnect", "garbage")
-NOTICE_CNS = {"2012", "2022"}  # "stop sending ..." notices: the logger answers 9013
+NOTICE_CNS = {"2012", "2022"}
+HISTORY_CNS = {"2051", "2061", "2031"}  # "stop sending ..." notices: the logger answers 9013
 
 
 @dataclass(slots=True)
@@ -58,12 +60,15 @@ class PlatformSim:
         tz: str = "Asia/Shanghai",
         seed: int = 1,
         on_event: Callable[[str], None] | None = None,
+        codes: Collection[str] | None = KNOWN_CODES,
     ):
-        """pw/mn: refuse packets with another password or device number (None: accept any)."""
+        """pw/mn: refuse packets with another password or device number (None: accept any); codes: the
+        platform's pollutant code table (default: the standard's codes Plume knows; None: accept any code)."""
         self.host = host
         self.port = port
         self.pw = pw
         self.mn = mn
+        self.codes = codes
         self.tz = ZoneInfo(tz)
         self.received: list[Received] = []
         self.exchanges: list[Exchange] = []
@@ -293,7 +298,7 @@ class PlatformSim:
     async def _handle(self, conn: _Conn, p: Packet, raw: bytes) -> bool:
         """One valid packet; False when the connection must close (misbehaviour)."""
         rec = Received(_now(), conn.peer, raw, p)
-        issues = problems(p, pw=self.pw, mn=self.mn)
+        issues = problems(p, pw=self.pw, mn=self.mn, codes=self.codes)
         if issues:
             rec.error, rec.reason = "; ".join(issues), "content"
             self._add(rec)
@@ -302,6 +307,9 @@ class PlatformSim:
         if p.cn not in REPLY_CNS:  # answers echo what we sent; uploads say what the logger's PW and ST are
             conn.pw, conn.st = p.pw, p.st
         pending = conn.exchanges.get(p.qn)
+        if pending is None and p.cn in HISTORY_CNS:  # history uploads have QNs of their own (table C.20)
+            pending = next((x for x in conn.exchanges.values() if x[0].cn == p.cn and x[0].qn_rtn == 1
+                            and x[0].exe_rtn is None), None)
         if pending is not None and (p.cn in REPLY_CNS or p.cn == pending[0].cn):  # QNs of both sides may collide
             self._exchange(pending[0], pending[1], p)
         keep = True
