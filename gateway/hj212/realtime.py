@@ -110,7 +110,9 @@ class RealtimeSource:
         groups: list[Group] = [(("DataTime", time_text(w.end, self.tz)),)]
         for route in self.routes:
             entry = w.values.get(route.code)
-            if entry is None:
+            if entry is None:  # no reading of its device in this interval (not polled yet, silent): say so
+                if self.flags:
+                    groups.append(((f"{route.code}-Flag", Flag.B.value),))
                 continue
             _, cv, zs = entry
             fields: list[tuple[str, str]] = []

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 from gateway.alarms.records import AlarmRecord
 from gateway.config import ConfigError
+from gateway.core.clock import CLOCK
 from gateway.core.model import DeviceReading
 from gateway.health import HealthMonitor, serve_metrics
 from gateway.pipeline.consumers import build_consumers
@@ -150,6 +151,7 @@ class Gateway:
         except OSError as exc:
             raise FatalError(f"cannot open the log {self.log_path}: {exc.strerror or exc}") from None
         self.log = lg
+        CLOCK.attach(self.log_path.parent / "clock.json", set_system=site.config.clock.set_system)
         stop_metrics: Callable[[], None] | None = None
         tasks: list[asyncio.Task[Any]] = []
         try:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
+from gateway.core.clock import now_ms
 from gateway.core.model import DeviceReading
 from gateway.store.codec import KindRow, Row, Schema, decode, encode, schema_key
 from gateway.store.config import StoreConfig
@@ -517,7 +518,7 @@ class DurableLog:
             await self._expire()
 
     async def _expire(self) -> None:
-        cutoff = int((time.time() - self.config.retention_days * 86400) * 1000)
+        cutoff = now_ms() - int(self.config.retention_days * 86_400_000)
         through = min((c.acked for c in self._consumers.values()), default=self.committed_id)
         through = min(through, self.committed_id)
         if through < self.first_id:
