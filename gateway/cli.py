@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from gateway.cli_audit import audit_command
 from gateway.config import ConfigError, RtuBus, RtuOverTcpBus, TcpBus, site_schema
 from gateway.grafana_push import grafana_app
 from gateway.hj212.cli import hj212_app
@@ -28,6 +29,7 @@ app.add_typer(config_app, name="config")
 app.add_typer(profiles_app, name="profiles")
 app.add_typer(hj212_app, name="hj212", help="Decode and encode HJ 212 packets (debugging tools for integrators).")
 app.add_typer(grafana_app, name="grafana", help="Push the Grafana boards to a running Grafana.")
+app.command("audit")(audit_command)
 
 # Piped output (CI logs, `| less`) gets wide lines instead of rich's 80-column default.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
