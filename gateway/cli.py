@@ -7,12 +7,13 @@ import json
 import sys
 from pathlib import Path
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from gateway.cli_audit import audit_command
+from gateway.cli_audit import run_audit
 from gateway.config import ConfigError, RtuBus, RtuOverTcpBus, TcpBus, site_schema
 from gateway.grafana_push import grafana_app
 from gateway.hj212.cli import hj212_app
@@ -29,7 +30,6 @@ app.add_typer(config_app, name="config")
 app.add_typer(profiles_app, name="profiles")
 app.add_typer(hj212_app, name="hj212", help="Decode and encode HJ 212 packets (debugging tools for integrators).")
 app.add_typer(grafana_app, name="grafana", help="Push the Grafana boards to a running Grafana.")
-app.command("audit")(audit_command)
 
 # Piped output (CI logs, `| less`) gets wide lines instead of rich's 80-column default.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
@@ -84,6 +84,18 @@ def profiles_show(name: str) -> None:
         err.print(f"no profile {name!r}; `plume profiles list` shows the built-ins")
         raise typer.Exit(2)
     print(path.read_text(encoding="utf-8"), end="")
+
+
+@app.command("audit")
+def audit(
+    file: SiteFile,
+    since: Annotated[str | None, typer.Option(help="Only entries since: 30m, 24h, 7d or a local date/time.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """The audit trail: every command and change (platform commands, acknowledgements, maintenance, overrides,
+    configuration loads, start and stop) with time, source, parameters (secrets masked) and result."""
+    site = load_or_exit(file)
+    run_audit(site.config.store.log_path(site.path), ZoneInfo(site.config.site.timezone), since, as_json)
 
 
 @app.command("plan")

@@ -1,5 +1,5 @@
-"""`plume audit SITE [--since WHEN] [--json]`: the audit trail from the site's durable log, read-only (works while
-the gateway runs), times in the site's local time with its zone."""
+"""What `plume audit SITE [--since WHEN] [--json]` prints: the audit trail from the site's durable log, read-only
+(works while the gateway runs), times in the site's local time with its zone."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import re
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import typer
@@ -57,16 +57,3 @@ def run_audit(log_file: Path, tz: ZoneInfo, since: str | None, as_json: bool) ->
                                    else "") if x)
         params = ", ".join(f"{k}={v}" for k, v in (e.get("params") or {}).items())
         print(f"{local(int(e['at']), tz)}  {e.get('action', '')}  [{who}]  {params}  -> {e.get('result', '')}")
-
-
-def audit_command(
-    file: Annotated[Path, typer.Argument(help="Site file (YAML).", show_default=False)],
-    since: Annotated[str | None, typer.Option(help="Only entries since: 30m, 24h, 7d or a local date/time.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
-) -> None:
-    """The audit trail: every command and change (platform commands, acknowledgements, maintenance, overrides,
-    configuration loads, start and stop) with time, source, parameters (secrets masked) and result."""
-    from gateway.cli import load_or_exit
-
-    site = load_or_exit(file)
-    run_audit(site.config.store.log_path(site.path), ZoneInfo(site.config.site.timezone), since, as_json)
