@@ -267,34 +267,52 @@ class DurableLog:
             self._full.clear()
             for c in cursors:
                 c.dirty = False
+            commit = asyncio.ensure_future(self._run(self._db.commit, batch))
             try:
-                await self._run(self._db.commit, batch)
-            except BaseException:
-                # put everything back in front of what arrived meanwhile; the next commit retries it
-                self._buffer[:0] = records
-                self._rows[:0] = batch.rows
-                self._records[:0] = batch.records
-                self._new_schemas[:0] = batch.schemas
-                self._new_seqs = {**batch.seqs, **self._new_seqs}
-                self._rejects[:0] = batch.rejects
-                for c in cursors:
-                    c.dirty = True
+                await asyncio.shield(commit)
+            except asyncio.CancelledError:
+                # the worker thread goes on and commits anyway: learn how it ended before passing the cancellation
+                # on, so a committed batch is never put back (and written a second time)
+                try:
+                    await commit
+                except BaseException:
+                    self._put_back(records, batch, cursors)
+                    raise
+                self._committed_batch(records)
                 raise
-            self.commits += 1
-            if records:
-                self.committed_id = records[-1].id
-                self.committed_records += len(records)
-                tail = self._tail
-                tail.extend(records)
-                if len(tail) > self._tail_size + 512:
-                    del tail[: len(tail) - self._tail_size]
-                self._committed.set()
-                self._committed = asyncio.Event()
-                for listener in self._listeners:
-                    try:
-                        listener(records)
-                    except Exception:
-                        log.exception("log: commit listener failed")
+            except BaseException:
+                self._put_back(records, batch, cursors)
+                raise
+            self._committed_batch(records)
+
+    def _put_back(self, records: list[LogRecord], batch: Batch, cursors: list[Consumer]) -> None:
+        """A batch that did not commit goes back in front of what arrived meanwhile; the next commit retries it."""
+        self._buffer[:0] = records
+        self._rows[:0] = batch.rows
+        self._records[:0] = batch.records
+        self._new_schemas[:0] = batch.schemas
+        self._new_seqs = {**batch.seqs, **self._new_seqs}
+        self._rejects[:0] = batch.rejects
+        for c in cursors:
+            c.dirty = True
+
+    def _committed_batch(self, records: list[LogRecord]) -> None:
+        """Bookkeeping after a commit: committed id, the in-memory tail, waiting readers, listeners."""
+        self.commits += 1
+        if records:
+            self.committed_id = records[-1].id
+            self.committed_records += len(records)
+            tail = self._tail
+            tail.extend(records)
+            if len(tail) > self._tail_size + 512:
+                del tail[: len(tail) - self._tail_size]
+            self._committed.set()
+            self._committed = asyncio.Event()
+            for listener in self._listeners:
+                try:
+                    listener(records)
+                except Exception:
+                    log.exception("log: commit listener failed")
 
     async def run(self) -> None:
         """The committer: batches appends into transactions, enforces the disk cap and retention. Runs until
