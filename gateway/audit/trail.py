@@ -10,9 +10,9 @@ like PW, NewPW, password, token, secret, key), and the result. Written by: the H
 command, refused ones included), the regulatory stage (alarm acknowledgements, maintenance mode, actuator overrides,
 from MQTT or any other caller of `Gateway.command`), and the gateway itself (configuration load, start, stop).
 
-Audit records live as long as the regulatory data: the same retention; the disk cap drops the oldest rows of
-every kind alike (an audit record goes only with the readings of its time, never before them). `entries()` reads
-them back read-only, beside a running gateway (`plume audit`).
+Audit records live as long as the regulatory data: the same retention. The disk cap copies the audit records among
+the oldest rows it drops to the end of the log first (store KEPT_KINDS), so they outlive the readings of their
+time. `entries()` reads them back read-only, beside a running gateway (`plume audit`), copies shown once.
 """
 
 from __future__ import annotations
@@ -93,7 +93,11 @@ def entries(log_file: Path, since_ms: int | None = None) -> list[dict[str, Any]]
     finally:
         conn.close()
     out = []
+    seen: set[str] = set()
     for rid, _, vals in rows:
+        if vals in seen:  # a copy the disk cap carried forward (or the original, if a crash kept both)
+            continue
+        seen.add(vals)
         body = json.loads(vals)
         body["id"] = rid
         out.append(body)

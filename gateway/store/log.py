@@ -7,8 +7,9 @@
   up; a consumer that fell behind (outage, restart) reads from the database in batches.
 - All SQLite work runs on one worker thread, so a slow SD card never stalls the event loop (acquisition timing).
 - The disk cap drops the oldest rows, delivered or not; what a consumer had not yet delivered is counted as
-  dropped for it, logged and kept in its cursor row (it survives restarts). Retention deletes only rows every
-  consumer has delivered.
+  dropped for it, logged and kept in its cursor row (it survives restarts). Records of `KEPT_KINDS` (the audit
+  trail) among them are first copied to the end of the log, so they outlive the readings of their time.
+  Retention deletes only rows every consumer has delivered.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from gateway.store.codec import KindRow, Row, Schema, decode, encode, schema_key
 from gateway.store.config import StoreConfig
 from gateway.store.db import Batch, CursorRow, LogDb, RejectRow
 from gateway.store.records import (
+    KEPT_KINDS,
     KIND_CODES,
     LogRecord,
     PayloadRecord,
@@ -126,6 +128,7 @@ class DurableLog:
         self.commits = 0
         self.committed_records = 0
         self.commit_failures = 0
+        self.carried = 0  # records of KEPT_KINDS copied forward by the disk cap
 
     # --- lifecycle -------------------------------------------------------------------------------------------
     async def open(self, consumers: Iterable[str] = ()) -> None:
@@ -554,6 +557,8 @@ class DurableLog:
         """Drop the oldest rows until the log is back under the cap (or, on a full disk, 5% of the rows)."""
         cap = self.config.max_disk_mb * 1e6
         for _ in range(20):
+            if not emergency:
+                await self._carry_kept(cap)
             async with self._commit_lock:
                 rows = self.committed_id - self.first_id + 1
                 if rows <= 0:
@@ -589,6 +594,29 @@ class DurableLog:
                          self._used_bytes / 1e6)
             if emergency:
                 return
+
+    async def _carry_kept(self, cap: float) -> None:
+        """Before the cap drops the oldest rows: copy the records of KEPT_KINDS (the audit trail) among them to the
+        end of the log, so they outlive the readings of their time. Not on a full disk, and not when the rows to
+        drop are mostly such records (nothing would be gained)."""
+        rows = self.committed_id - self.first_id + 1
+        if rows <= 0 or self._used_bytes <= cap:
+            return
+        n = max(1, math.ceil((self._used_bytes - cap * CAP_HEADROOM) / (self._used_bytes / rows)))
+        through = min(self.first_id + n - 1, self.committed_id)
+        codes = tuple(KIND_CODES[k] for k in KEPT_KINDS)
+        found = [r for r in await self._run(self._db.read_kinds, self.first_id - 1, codes, n) if r[0] <= through]
+        if not found or len(found) * 2 > through - self.first_id + 1:
+            return
+        for _, ts, _seq, sid, flags, vals, extra, kind in found:
+            self.last_id += 1
+            row = (self.last_id, ts, 0, sid, flags, vals, extra, kind)
+            self._records.append(row)
+            self._buffer.extend(self._decode_rows([row]))
+        await self.flush()
+        self.carried += len(found)
+        log.info("log: disk cap: %d audit records copied ahead of the readings being dropped (%d so far)",
+                 len(found), self.carried)
 
     def _trim_tail(self) -> None:
         tail = self._tail

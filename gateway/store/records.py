@@ -33,6 +33,8 @@ ACTUATION = "actuation"
 COMMAND = "command"
 AUDIT = "audit"
 KIND_CODES: dict[str, int] = {READING: 0, AGGREGATE: 1, ALARM: 2, ACTUATION: 3, COMMAND: 4, AUDIT: 5}
+# kinds the disk cap copies forward instead of dropping them with the readings of their time (the audit trail)
+KEPT_KINDS: tuple[str, ...] = (AUDIT,)
 
 # (site, device, kind, channel names, units): a layout stored once in the schemas table
 SchemaKey = tuple[str, str, str, tuple[str, ...], tuple[str, ...]]

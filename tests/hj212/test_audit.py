@@ -56,3 +56,26 @@ async def test_every_command_and_change_is_audited_and_plume_audit_lists_it_with
     bad = subprocess.run([sys.executable, "-m", "gateway.cli", "audit", str(site), "--since", "yesterday"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "--since 'yesterday'" in bad.stderr
+
+
+async def test_the_disk_cap_drops_readings_but_keeps_the_audit_trail(tmp_path: Path) -> None:
+    from gateway.audit import Actor, audit, entries
+    from gateway.core.model import ChannelValue, DeviceReading
+    from gateway.store.config import StoreConfig
+    from gateway.store.log import DurableLog
+
+    lg = DurableLog(tmp_path / "log.sqlite", StoreConfig(dir=str(tmp_path), max_disk_mb=0.2, durability="normal"))
+    await lg.open(["tsdb"])
+    audit(lg, Actor("hj212", "city MN 1"), "hj212 1012 set logger time", {"SystemTime": "20260301120000"}, "ok")
+    for i in range(6000):
+        lg.append(DeviceReading("s", "dust-1", "dust", 1_767_225_600_000 + i * 200,
+                                {"pm10": ChannelValue(float(i % 97), "ug/m3")}))
+    audit(lg, Actor("local", "li"), "command maintenance", {"on": True}, "accepted")
+    await lg.flush()
+    await lg.maintain()
+    assert lg.first_id > 2, "the cap dropped the oldest rows, the first audit record's among them"
+    assert lg.stats().used_bytes <= 0.2e6
+    assert lg.carried >= 1 and lg.consumer("tsdb").dropped == lg.first_id - 1  # counted, never silent
+    await lg.close()
+    got = entries(tmp_path / "log.sqlite")
+    assert sorted(e["action"] for e in got) == ["command maintenance", "hj212 1012 set logger time"]
