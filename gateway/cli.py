@@ -7,11 +7,13 @@ import json
 import sys
 from pathlib import Path
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from gateway.cli_audit import run_audit
 from gateway.config import ConfigError, RtuBus, RtuOverTcpBus, TcpBus, site_schema
 from gateway.grafana_push import grafana_app
 from gateway.hj212.cli import hj212_app
@@ -84,6 +86,18 @@ def profiles_show(name: str) -> None:
         err.print(f"no profile {name!r}; `plume profiles list` shows the built-ins")
         raise typer.Exit(2)
     print(path.read_text(encoding="utf-8"), end="")
+
+
+@app.command("audit")
+def audit(
+    file: SiteFile,
+    since: Annotated[str | None, typer.Option(help="Only entries since: 30m, 24h, 7d or a local date/time.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """The audit trail: every command and change (platform commands, acknowledgements, maintenance, overrides,
+    configuration loads, start and stop) with time, source, parameters (secrets masked) and result."""
+    site = load_or_exit(file)
+    run_audit(site.config.store.log_path(site.path), ZoneInfo(site.config.site.timezone), since, as_json)
 
 
 @app.command("plan")

@@ -112,6 +112,14 @@ class DeviceConfig(Strict):
     enabled: bool = True
 
 
+class ClockConfig(Strict):
+    """How a platform's time correction (HJ 212 CN 1012) is applied (gateway.core.clock)."""
+
+    set_system: bool = Field(False, description="Set the system clock (needs CAP_SYS_TIME; the shipped systemd "
+                             "unit forbids it with ProtectClock=yes). Otherwise an offset kept in "
+                             "<store.dir>/clock.json is applied to every timestamp the gateway makes.")
+
+
 class SiteConfig(Strict):
     """A Plume site file."""
 
@@ -132,6 +140,7 @@ class SiteConfig(Strict):
     notify: NotifyConfig = Field(default_factory=NotifyConfig)
     actuators: list[ActuatorConfig] = Field(default_factory=list, description="Outputs alarms may switch.")
     uplinks: list[UplinkConfig] = Field(default_factory=list)
+    clock: ClockConfig = Field(default_factory=ClockConfig)
 
 
 class ConfigError(Exception):

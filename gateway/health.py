@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
+from gateway.core.clock import CLOCK, now_ms
 from gateway.core.secrets import redact
 from gateway.sinks.base import SinkStatus
 from gateway.store.log import Consumer, DurableLog
@@ -42,7 +43,8 @@ class HealthMonitor:
         self.log = log_
         self.sinks = sinks
         self._source = source
-        self.started = time.time()
+        self.started = now_ms() / 1000
+        self._started_mono = time.monotonic()  # uptime does not jump when a platform corrects the clock
 
     def devices(self) -> dict[str, dict[str, Any]]:
         src = self._source() if self._source is not None else None
@@ -66,7 +68,7 @@ class HealthMonitor:
         return out
 
     async def snapshot(self) -> dict[str, Any]:
-        now = time.time()
+        now = now_ms() / 1000
         sinks: dict[str, dict[str, Any]] = {}
         for s in self.sinks:
             c = s.consumer
@@ -102,7 +104,7 @@ class HealthMonitor:
             "v": HEALTH_VERSION,
             "site": self.site_id,
             "ts": int(now * 1000),
-            "uptime_s": round(now - self.started, 1),
+            "uptime_s": round(time.monotonic() - self._started_mono, 1),
             "devices": self.devices(),
             "sinks": sinks,
             "log": {
@@ -118,6 +120,7 @@ class HealthMonitor:
                 "disk_full": self.log.disk_full,
                 "disk_free_bytes": st.disk_free,
             },
+            "clock": CLOCK.state(),
             **extra,
         }
 

@@ -80,7 +80,8 @@ class DeviceState:
                    c.retries, c.address, c.backoff_max_s / fast)
 
     def schedule_first(self, loop_now: float) -> None:
-        """The first poll on a multiple of the interval on the gateway's clock, so polls land on round times."""
+        """The first poll on a multiple of the interval on the gateway's clock (a platform's correction
+        included), so polls land on round times."""
         fast = speedup()
         wall, period = now_ms() / 1000, self.interval_s * fast
         self.due = loop_now + (math.ceil(wall / period) * period - wall) / fast

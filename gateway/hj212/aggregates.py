@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
 from gateway.hj212.codec import Cp, Group
-from gateway.hj212.routes import Route, convert, number
+from gateway.hj212.routes import Route, convert, impossible, number
 from gateway.hj212.sources import Aggregate, AggregateFeed, ChannelAggregate, Outgoing
 from gateway.hj212.timefmt import time_text
 from gateway.store.records import LogRecord
@@ -42,12 +42,17 @@ def aggregate_cp(start: int, aggs: Iterable[Aggregate], routes: Sequence[Route],
         ch = agg.channels.get(route.channel)
         zs = agg.channels.get(route.zs_channel) if route.zs_channel else None
         fields: list[tuple[str, str]] = []
-        if ch is not None:
-            fields += _stats(route, "", ch)
-        if zs is not None:
-            fields += _stats(route, "Zs", zs, cou=False)
+        flag = ch.flag.value if ch is not None else ""
+        for prefix, a in (("", ch), ("Zs", zs)):
+            if a is None:
+                continue
+            stats = _stats(route, prefix, a, cou=not prefix)
+            if any(impossible(route.code, float(v)) for _, v in stats):
+                flag = "D"  # below zero where no value can be: no measurement (a strict platform refuses it)
+                continue
+            fields += stats
         if flags and ch is not None:
-            fields.append((f"{route.code}-Flag", ch.flag.value))
+            fields.append((f"{route.code}-Flag", flag))
         if fields:
             groups.append(tuple(fields))
     return Cp(tuple(groups))

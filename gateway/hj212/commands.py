@@ -34,7 +34,11 @@ HISTORY = {"2051", "2061", "2031"}
 KNOWN_UNSUPPORTED = {"1013", "2021", "2041", "3011", "3012", "3013", "3014", "3015", "3016", "3017", "3018",
                      "3019", "3020", "3021", "3022", "3023", "3024"}
 REPLIES = {"9011", "9012", "9013", "9014"}
-MINUTE_INTERVALS = (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60)
+# HJ 212-2017 table 6 (data fields): the ranges a platform may set; outside them the answer is ExeRtn 3
+MINUTE_INTERVALS = (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30)  # MinInterval, minutes
+RTD_INTERVAL_S = (30, 3600)  # RtdInterval: 30 <= n <= 3600 s
+OVER_TIME_S = (1, 99)  # OverTime: 0 < n <= 99 s
+RE_COUNT = (1, 99)  # ReCount: 0 < n <= 99
 
 
 class History(Protocol):
@@ -54,6 +58,11 @@ class Controls(Protocol):
     def pw(self) -> str: ...
 
     def clock_ms(self) -> int: ...
+
+    def next_qn(self) -> str: ...
+
+    @property
+    def answer(self) -> bool: ...
 
     def set_clock(self, platform_ms: int) -> bool: ...
 
@@ -76,7 +85,9 @@ class Controls(Protocol):
 
 @dataclass(slots=True)
 class Reply:
-    """What to send back, in order; `after` runs once the answers are sent (a new password takes effect then)."""
+    """What to send back, in order; `after` runs once the answers are sent (a new password takes effect then).
+    A packet that wants an answer (a history upload) is delivered like data: split, and each part resent until
+    its 9014 comes."""
 
     packets: list[Packet]
     after: Callable[[], None] | None = None
@@ -99,7 +110,18 @@ class CommandHandler:
         return self._answer(req, "9012", Cp.of({"ExeRtn": code}))
 
     def data(self, req: Packet, cp: Cp) -> list[Packet]:
+        """A data answer to a get command (1011, 1061, 1063): the request's QN, no answer wanted."""
         return split(self._answer(req, req.cn, cp, st=self.ctl.st))
+
+    def upload(self, req: Packet, cp: Cp) -> Packet:
+        """A data packet of a history reply: its own QN (HJ 212-2017 table C.20), a 9014 wanted like any upload;
+        the uplink splits it and waits for each part's answer."""
+        ctl = self.ctl
+        qn = ctl.next_qn()
+        if qn == req.qn:  # both sides stamp QNs from their clocks: never answer with the request's
+            qn = ctl.next_qn()
+        return Packet(qn, ctl.st, req.cn, ctl.pw, ctl.mn,
+                      make_flag(version_bits=ctl.version_bits, answer=ctl.answer), cp)
 
     async def handle(self, req: Packet) -> Reply:
         """The answers to one packet from the platform (none for stray answers)."""
@@ -142,8 +164,8 @@ class CommandHandler:
 
     # --- 1000: answer timeout and retries --------------------------------------------------------------------
     def _cn1000(self, req: Packet) -> Reply:
-        timeout = self._int(req, "OverTime", 1, 600)
-        retries = self._int(req, "ReCount", 0, 10)
+        timeout = self._int(req, "OverTime", *OVER_TIME_S)
+        retries = self._int(req, "ReCount", *RE_COUNT)
         if timeout is None or retries is None:
             return self._done(req, EXE_BAD_REQUEST)
         self.ctl.set_answer(float(timeout), retries)
@@ -180,7 +202,7 @@ class CommandHandler:
     def _cn1062(self, req: Packet) -> Reply:
         if self.ctl.rtd_interval_s() is None:
             return self._refuse(req, QN_REFUSED, "real-time data (2011) is not sent to this platform")
-        v = self._int(req, "RtdInterval", 1, 3600)
+        v = self._int(req, "RtdInterval", *RTD_INTERVAL_S)
         if v is None:
             return self._done(req, EXE_BAD_REQUEST)
         self.ctl.set_rtd_interval(v)
@@ -196,8 +218,11 @@ class CommandHandler:
     def _cn1064(self, req: Packet) -> Reply:
         if self.ctl.min_interval_min() is None:
             return self._refuse(req, QN_REFUSED, "minute data (2051) is not sent to this platform")
-        v = self._int(req, "MinInterval", 1, 60)
+        v = self._int(req, "MinInterval", 1, 30)
         if v is None or v not in MINUTE_INTERVALS:
+            if v is not None:
+                log.warning("hj212[%s]: command 1064: MinInterval=%d is not one of %s; refused (ExeRtn 3)",
+                            self.ctl.name, v, ", ".join(map(str, MINUTE_INTERVALS)))
             return self._done(req, EXE_BAD_REQUEST)
         self.ctl.set_min_interval(v)
         log.info("hj212[%s]: platform set the minute-data interval to %d min", self.ctl.name, v)
@@ -239,4 +264,4 @@ class CommandHandler:
                  req.cp.get("EndTime"), len(cps))
         if not cps:
             return self._done(req, EXE_NO_DATA)
-        return self._done(req, data=[q for cp in cps for q in self.data(req, cp)])
+        return self._done(req, data=[self.upload(req, cp) for cp in cps])

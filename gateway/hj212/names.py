@@ -25,6 +25,18 @@ POLLUTANTS = {
     "a21003": "NO", "a21004": "NO2", "a21005": "CO", "a00000": "flue gas flow", "LA": "noise LA", "Leq": "noise Leq",
 }
 
+# Further codes of HJ 212-2017 appendix B (air and noise) a platform's code table holds besides POLLUTANTS. A
+# strict platform refuses a code it does not know; `plume config check` warns about a code outside both tables.
+MORE_CODES = {
+    "a01010": "Ringelmann blackness", "a01016": "flue cross-section", "a05001": "CO2", "a05002": "CH4",
+    "a21001": "NH3", "a21024": "HCl", "a21028": "H2S", "a24087": "total hydrocarbons", "a24088": "NMHC",
+    "a25002": "benzene", "a25003": "toluene", "L10": "noise L10", "L50": "noise L50", "L90": "noise L90",
+    "Ld": "noise Ld (day)", "Ln": "noise Ln (night)", "Ldn": "noise Ldn",
+}
+KNOWN_CODES = frozenset(POLLUTANTS) | frozenset(MORE_CODES)
+# codes whose values may be below zero (temperatures, static pressure); every other value is >= 0
+SIGNED_CODES = frozenset({"a01001", "a01012", "a01013"})
+
 DATA_FLAGS = {"N": "normal", "F": "stopped", "M": "maintenance", "S": "manually set", "D": "instrument fault",
               "C": "calibration", "T": "over upper range", "B": "communication fault"}
 

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 from gateway.core.model import ChannelValue, DeviceReading, Flag
 from gateway.hj212.codec import Cp, Group
-from gateway.hj212.routes import Route, convert, number
+from gateway.hj212.routes import Route, convert, impossible, number
 from gateway.hj212.sources import Outgoing
 from gateway.hj212.timefmt import time_text, utc_offset_ms
 from gateway.store.records import LogRecord, ReadingRecord
@@ -110,7 +110,9 @@ class RealtimeSource:
         groups: list[Group] = [(("DataTime", time_text(w.end, self.tz)),)]
         for route in self.routes:
             entry = w.values.get(route.code)
-            if entry is None:
+            if entry is None:  # no reading of its device in this interval (not polled yet, silent): say so
+                if self.flags:
+                    groups.append(((f"{route.code}-Flag", Flag.B.value),))
                 continue
             _, cv, zs = entry
             fields: list[tuple[str, str]] = []
@@ -142,6 +144,9 @@ class RealtimeSource:
         conv = convert(float(v), cv.unit, route.unit)
         if conv is None:
             self._warn(f"{route.code}: cannot convert {channel} from {cv.unit} to {route.unit}; sent as flag D")
+            return None, Flag.D
+        if impossible(route.code, conv):
+            self._warn(f"{route.code}: channel {channel} is below zero ({v!r}); sent as flag D")
             return None, Flag.D
         return number(conv, route.decimals), cv.flag
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from gateway.hj212.names import SIGNED_CODES
+
 DERIVED_SUFFIXES = ("_std", "_zs", "_rate", "_dry")
 DERIVED_NAMES = {"flow_std", "o2_dry"}
 
@@ -62,6 +64,12 @@ def number(value: float, decimals: int) -> str:
         if text.endswith("."):
             text += "0"
     return "0.0" if text in ("-0.0", "-0") else text
+
+
+def impossible(code: str, value: float) -> bool:
+    """A value no instrument can measure for this code: below zero where only temperatures and static pressure
+    may be (a strict platform refuses the whole packet for it; Plume sends the code with flag D instead)."""
+    return value < 0 and code not in SIGNED_CODES
 
 
 def derived(channel: str) -> bool:

@@ -8,8 +8,10 @@
   everything; afterwards the gap is sent in order, at most `backfill_per_s` packets a second.
 - The platform's commands are answered on the same connection (commands.py). After a process start the logger
   reports 2081 (restart time) once. HJ 212-2025 links get a heartbeat (9015) after `heartbeat_s` of silence.
-- QN and SystemTime follow the logger's clock, which a platform may shift with 1012 (within max_clock_step_s);
-  DataTime is always when the data was measured (the gateway's own clock, NTP).
+- Every timestamp is on the gateway's clock (gateway.core.clock): a platform's 1012 (within max_clock_step_s)
+  corrects that one clock, so readings, windows, DataTime, QN and SystemTime all follow the platform's time. When
+  the clock is known to be off (the kernel says unsynchronised and nobody corrected it yet, or a platform's
+  request QN is further off than HJ 477's 0.5 per mille allows) the uplink asks for the time with 1013.
 """
 
 from __future__ import annotations
@@ -17,23 +19,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from gateway.core.clock import now_ms
+from gateway.audit import Actor, audit
+from gateway.core.clock import CLOCK, now_ms
 from gateway.hj212.aggregates import AggregateSource, AggregateSources
 from gateway.hj212.codec import VERSION_BITS, Cp, Packet, encode, make_flag, split
 from gateway.hj212.commands import CommandHandler, History
 from gateway.hj212.config import UplinkConfig
 from gateway.hj212.link import Link, LinkClosed
+from gateway.hj212.names import CN_NAMES
 from gateway.hj212.realtime import RealtimeSource
 from gateway.hj212.routes import Route
 from gateway.hj212.sources import AggregateFeed, Outgoing, RecordSource
 from gateway.hj212.state import StateFile, UplinkState
-from gateway.hj212.timefmt import qn_text, time_text
+from gateway.hj212.timefmt import parse_qn, qn_text, time_text
 from gateway.logsetup import add_secret
 from gateway.sinks.backoff import Backoff, Outage
 from gateway.sinks.base import DeliveredHook, HealthProvider, SinkStatus
@@ -42,6 +47,7 @@ from gateway.store.log import DurableLog
 log = logging.getLogger("plume.hj212")
 
 CN_ORDER = {"2011": 0, "2051": 1, "2061": 2, "2031": 3}
+TIME_REQUEST_GAP_S = 600.0
 
 
 class NoAnswer(ConnectionError):
@@ -104,7 +110,7 @@ class UplinkSink:
         state_path: Path,
         aggregates: AggregateFeed | None = None,
         on_delivered: DeliveredHook | None = None,
-        clock: Callable[[], float] = lambda: now_ms() / 1000,
+        clock: Callable[[], float] | None = None,
     ):
         self.cfg = cfg
         self.name = cfg.name
@@ -116,7 +122,8 @@ class UplinkSink:
         self.mn = cfg.mn
         self.st = cfg.st
         self.version_bits = cfg.flag_version_bits if cfg.flag_version_bits is not None else VERSION_BITS[cfg.version]
-        self._clock = clock
+        self._clock = clock or (lambda: now_ms() / 1000)  # the gateway's clock, a platform's 1012 included
+        self._last_time_request = -math.inf
         self._on_delivered = on_delivered  # called with [] per packet: packets are built from many records
         self.status = SinkStatus(cfg.name, "hj212", cfg.target)
         self._outage = Outage(log, f"hj212[{cfg.name}] {cfg.target}")
@@ -127,7 +134,7 @@ class UplinkSink:
         add_secret(self._pw)
         self.answer_timeout_s = s.answer_timeout_s or cfg.answer_timeout_s
         self.retries = s.retries if s.retries is not None else cfg.retries
-        self.started_ms = int(clock() * 1000)
+        self.started_ms = int(self._clock() * 1000)
         self._restart_reported = False
         self._last_qn = 0
         self._last_send = 0.0
@@ -181,22 +188,26 @@ class UplinkSink:
         return self._pw
 
     def clock_ms(self) -> int:
-        """The logger's clock: the gateway's, shifted by what the platform set with 1012."""
-        return int(self._clock() * 1000) + self.state.settings.clock_offset_ms
+        """The logger's clock: the gateway's (which a platform's 1012 corrects)."""
+        return int(self._clock() * 1000)
+
+    def next_qn(self) -> str:
+        return self._qn()
+
+    @property
+    def answer(self) -> bool:
+        return self.cfg.answer
 
     def set_clock(self, platform_ms: int) -> bool:
-        real = int(self._clock() * 1000)
-        step = platform_ms - real
+        step = platform_ms - self.clock_ms()
         if abs(step) > self.cfg.max_clock_step_s * 1000:
             log.warning("hj212[%s]: platform set time %s refused: %+.1f s from the gateway's clock, more than "
                         "max_clock_step_s %g", self.name, time_text(platform_ms, self.tz), step / 1000,
                         self.cfg.max_clock_step_s)
             return False
-        old = self.state.settings.clock_offset_ms
-        self.state.settings.clock_offset_ms = step
-        self._save()
-        log.info("hj212[%s]: platform set the logger clock to %s (offset %+.3f s, was %+.3f s); data times stay "
-                 "on the gateway's clock", self.name, time_text(platform_ms, self.tz), step / 1000, old / 1000)
+        c = CLOCK.correct(platform_ms, by=f"HJ 212 platform {self.name} (MN {self.mn}, {self.cfg.target})")
+        log.info("hj212[%s]: platform set the clock to %s (%+.3f s, %s); every timestamp follows it", self.name,
+                 time_text(platform_ms, self.tz), step / 1000, "system clock" if c.applied == "system" else "offset")
         return True
 
     def rtd_interval_s(self) -> int | None:
@@ -301,10 +312,10 @@ class UplinkSink:
             helpers.append(asyncio.create_task(self._heartbeat(link), name=f"hj212[{self.name}].heartbeat"))
         closed = asyncio.create_task(link.closed.wait(), name=f"hj212[{self.name}].closed")
         try:
-            if not self._restart_reported:
-                await self._deliver(link, self._restart_packet())
-                self._restart_reported = True
+            await self._ask_time(link, force=True)
             while True:
+                if not self._restart_reported and not pump.queue and pump.after >= self.log.committed_id:
+                    await self._report_restart(link)  # caught up: nothing older is waiting
                 nxt = asyncio.create_task(pump.next(), name=f"hj212[{self.name}].next")
                 done, _ = await asyncio.wait((nxt, closed), return_when=asyncio.FIRST_COMPLETED)
                 if nxt not in done:
@@ -312,6 +323,8 @@ class UplinkSink:
                     await asyncio.gather(nxt, return_exceptions=True)
                     raise LinkClosed(link.close_reason or "connection closed")
                 out = nxt.result()
+                if not self._restart_reported and (out is None or out.data_time > self.started_ms):
+                    await self._report_restart(link)  # in DataTime order: after the back-filled older data
                 if out is None:
                     return True
                 await self._pace()
@@ -339,11 +352,14 @@ class UplinkSink:
         flag = make_flag(version_bits=self.version_bits, answer=self.cfg.answer)
         return Packet(self._qn(), self.st, out.cn, self._pw, self.mn, flag, out.cp)
 
+    async def _report_restart(self, link: Link) -> None:
+        await self._deliver(link, self._restart_packet())
+        self._restart_reported = True
+
     def _restart_packet(self) -> Packet:
         flag = make_flag(version_bits=self.version_bits, answer=self.cfg.answer)
-        offset = self.state.settings.clock_offset_ms
         cp = Cp.of({"DataTime": time_text(self.clock_ms(), self.tz)},
-                   {"RestartTime": time_text(self.started_ms + offset, self.tz)})
+                   {"RestartTime": time_text(self.started_ms, self.tz)})
         return Packet(self._qn(), self.st, "2081", self._pw, self.mn, flag, cp)
 
     async def _deliver(self, link: Link, packet: Packet) -> None:
@@ -392,8 +408,15 @@ class UplinkSink:
         while True:
             req = await link.incoming.get()
             try:
+                off = self._observe(req)
                 reply = await self.commands.handle(req)
+                self._audit(req, reply.packets)
+                if off and req.cn != "1012":
+                    await self._ask_time(link)
                 for p in reply.packets:
+                    if p.answer_wanted:
+                        await self._deliver(link, p)  # a history upload: its own QN, acknowledged by 9014
+                        continue
                     await link.send(encode(p))
                     self._last_send = time.monotonic()
                 if reply.after is not None:
@@ -401,8 +424,47 @@ class UplinkSink:
                 self.counters["commands"] += 1
             except LinkClosed:
                 return
+            except NoAnswer as exc:
+                log.warning("hj212[%s]: reply to command %s abandoned: %s", self.name, req.cn, exc)
             except Exception:
                 log.exception("hj212[%s]: command %s failed", self.name, req.cn)
+
+    def _audit(self, req: Packet, answers: list[Packet]) -> None:
+        """Every platform command (refused ones too) in the audit trail, secrets (PW, NewPW) masked."""
+        if req.cn in ("9011", "9012", "9013", "9014"):
+            return
+        codes = [f"{k} {v}" for a in answers if a.cn in ("9011", "9012") for g in a.cp.groups for k, v in g
+                 if k in ("QnRtn", "ExeRtn")]
+        params = {k: v for g in req.cp.groups for k, v in g}
+        audit(self.log, Actor("hj212", f"{self.name} MN {req.mn} QN {req.qn}", self.cfg.target),
+              f"hj212 {req.cn} {CN_NAMES.get(req.cn, 'unknown command')}", params,
+              ", ".join(codes) or ("9013" if any(a.cn == "9013" for a in answers) else "no answer"),
+              site=self.site_id)
+
+    def _observe(self, req: Packet) -> bool:
+        """A request from this platform carries its time (QN): True when the gateway's clock is off by more than
+        HJ 477 allows."""
+        if req.mn != self.mn or req.cn in ("9011", "9012", "9013", "9014"):
+            return False
+        try:
+            theirs = parse_qn(req.qn, self.tz)
+        except ValueError:
+            return False
+        return CLOCK.observe(theirs, f"platform {self.name}'s request QN")
+
+    async def _ask_time(self, link: Link, *, force: bool = False) -> None:
+        """CN 1013 (time calibration request) when the clock is known to be off: at every connection, and at
+        most once every TIME_REQUEST_GAP_S otherwise. No answer is wanted: the platform answers with a 1012."""
+        why = CLOCK.off
+        now = time.monotonic()
+        if why is None or (not force and now - self._last_time_request < TIME_REQUEST_GAP_S):
+            return
+        self._last_time_request = now
+        p = Packet(self._qn(), self.st, "1013", self._pw, self.mn, make_flag(version_bits=self.version_bits), Cp())
+        await link.send(encode(p))
+        self._last_send = now
+        self.counters["time_requests"] += 1
+        log.info("hj212[%s]: asked the platform for the time (1013): %s", self.name, why)
 
     async def _heartbeat(self, link: Link) -> None:
         while True:

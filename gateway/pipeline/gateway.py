@@ -17,13 +17,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import getpass
+import hashlib
 import logging
+import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
 from gateway.alarms.records import AlarmRecord
+from gateway.audit import Actor, audit
 from gateway.config import ConfigError
+from gateway.core.clock import CLOCK
 from gateway.core.model import DeviceReading
 from gateway.health import HealthMonitor, serve_metrics
 from gateway.pipeline.consumers import build_consumers
@@ -56,6 +61,13 @@ class FatalError(Exception):
     def __init__(self, message: str, code: int = 1):
         super().__init__(message)
         self.code = code
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid {os.getuid()}"
 
 
 def default_source(site: Site, emit: Callable[[DeviceReading], None]) -> Source:
@@ -150,6 +162,14 @@ class Gateway:
         except OSError as exc:
             raise FatalError(f"cannot open the log {self.log_path}: {exc.strerror or exc}") from None
         self.log = lg
+        CLOCK.attach(self.log_path.parent / "clock.json", set_system=site.config.clock.set_system)
+        me = Actor("local", _user(), f"pid {os.getpid()}")
+        try:
+            digest = hashlib.sha256(site.path.read_bytes()).hexdigest()[:16]
+        except OSError:
+            digest = "unreadable"
+        audit(lg, me, "config load", {"file": str(site.path), "sha256": digest}, site=site.id)
+        audit(lg, me, "gateway start", {"devices": len(site.devices), "consumers": len(plans)}, site=site.id)
         stop_metrics: Callable[[], None] | None = None
         tasks: list[asyncio.Task[Any]] = []
         try:
@@ -237,6 +257,7 @@ class Gateway:
             await asyncio.gather(*tasks, return_exceptions=True)
             if stop_metrics is not None:
                 stop_metrics()
+            audit(lg, me, "gateway stop", {"committed_this_run": lg.committed_records}, site=site.id)
             await lg.close()
 
     async def _shutdown(self, acquisition: asyncio.Task[Any], committer: asyncio.Task[Any],

@@ -33,6 +33,7 @@ from gateway.alarms.actuation import ActuationPolicy, WriteCommand
 from gateway.alarms.engine import AlarmEngine
 from gateway.alarms.events import AlarmEvent, EventType
 from gateway.alarms.records import AlarmEntry, AlarmRecord
+from gateway.audit import Actor, audit
 from gateway.core.clock import now_ms
 from gateway.core.model import ChannelValue, DeviceReading
 from gateway.processing.cems import StackDeriver
@@ -190,7 +191,17 @@ class RegulatoryStage:
     # --- commands ------------------------------------------------------------------------------------------------
     def command(self, cmd: dict[str, Any]) -> str | None:
         """An operator's command (from MQTT): checked, then written to the log; applied once committed. Returns
-        what is wrong with it, or None."""
+        what is wrong with it, or None. Accepted or refused, it goes into the audit trail."""
+        problem = self._command(cmd)
+        if self.log is not None:
+            source = str(cmd.get("source") or "local")
+            kind, _, where = source.partition(":")
+            params = {k: v for k, v in cmd.items() if k not in ("type", "source", "by")}
+            audit(self.log, Actor(kind, str(cmd.get("by") or ""), where), f"command {cmd.get('type')}", params,
+                  f"refused: {problem}" if problem else "accepted", site=self.site_id)
+        return problem
+
+    def _command(self, cmd: dict[str, Any]) -> str | None:
         kind = cmd.get("type")
         if kind == "ack":
             if not isinstance(cmd.get("alarm_id"), str) or not cmd["alarm_id"]:

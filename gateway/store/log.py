@@ -7,8 +7,9 @@
   up; a consumer that fell behind (outage, restart) reads from the database in batches.
 - All SQLite work runs on one worker thread, so a slow SD card never stalls the event loop (acquisition timing).
 - The disk cap drops the oldest rows, delivered or not; what a consumer had not yet delivered is counted as
-  dropped for it, logged and kept in its cursor row (it survives restarts). Retention deletes only rows every
-  consumer has delivered.
+  dropped for it, logged and kept in its cursor row (it survives restarts). Records of `KEPT_KINDS` (the audit
+  trail) among them are first copied to the end of the log, so they outlive the readings of their time.
+  Retention deletes only rows every consumer has delivered.
 - A full disk: when the file system has less than `min_free_mb` free and the file no freed pages to reuse, the
   oldest 5% are dropped the same way. A commit that fails for a full disk (SQLITE_FULL) keeps its readings in
   memory, at most `max_buffered` of them: newer readings are refused and counted (`lost`); commits resume by
@@ -30,12 +31,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
+from gateway.core.clock import now_ms
 from gateway.core.model import DeviceReading
 from gateway.core.secrets import redact
 from gateway.store.codec import KindRow, Row, Schema, decode, encode, schema_key
 from gateway.store.config import StoreConfig
 from gateway.store.db import Batch, CursorRow, LogDb, RejectRow, is_disk_full
 from gateway.store.records import (
+    KEPT_KINDS,
     KIND_CODES,
     LogRecord,
     PayloadRecord,
@@ -139,6 +142,7 @@ class DurableLog:
         self._refusing = False
         self.disk_full = False  # the last commit failed for a full disk
         self._disk_free: int | None = None
+        self.carried = 0  # records of KEPT_KINDS copied forward by the disk cap
 
     # --- lifecycle -------------------------------------------------------------------------------------------
     async def open(self, consumers: Iterable[str] = ()) -> None:
@@ -320,39 +324,56 @@ class DurableLog:
             self._full.clear()
             for c in cursors:
                 c.dirty = False
+            commit = asyncio.ensure_future(self._run(self._db.commit, batch))
             try:
-                await self._run(self._db.commit, batch)
-            except BaseException:
-                # put everything back in front of what arrived meanwhile; the next commit retries it
-                self._buffer[:0] = records
-                self._rows[:0] = batch.rows
-                self._records[:0] = batch.records
-                self._new_schemas[:0] = batch.schemas
-                self._new_seqs = {**batch.seqs, **self._new_seqs}
-                self._rejects[:0] = batch.rejects
-                for c in cursors:
-                    c.dirty = True
+                await asyncio.shield(commit)
+            except asyncio.CancelledError:
+                # the worker thread goes on and commits anyway: learn how it ended before passing the cancellation
+                # on, so a committed batch is never put back (and written a second time)
+                try:
+                    await commit
+                except BaseException:
+                    self._put_back(records, batch, cursors)
+                    raise
+                self._committed_batch(records)
                 raise
-            self.commits += 1
-            self.disk_full = False
-            if self._refusing:
-                self._refusing = False
-                log.warning("log: committing again; %d readings were refused while the buffer was full",
-                            self.lost)
-            if records:
-                self.committed_id = records[-1].id
-                self.committed_records += len(records)
-                tail = self._tail
-                tail.extend(records)
-                if len(tail) > self._tail_size + 512:
-                    del tail[: len(tail) - self._tail_size]
-                self._committed.set()
-                self._committed = asyncio.Event()
-                for listener in self._listeners:
-                    try:
-                        listener(records)
-                    except Exception:
-                        log.exception("log: commit listener failed")
+            except BaseException:
+                self._put_back(records, batch, cursors)
+                raise
+            self._committed_batch(records)
+
+    def _put_back(self, records: list[LogRecord], batch: Batch, cursors: list[Consumer]) -> None:
+        """A batch that did not commit goes back in front of what arrived meanwhile; the next commit retries it."""
+        self._buffer[:0] = records
+        self._rows[:0] = batch.rows
+        self._records[:0] = batch.records
+        self._new_schemas[:0] = batch.schemas
+        self._new_seqs = {**batch.seqs, **self._new_seqs}
+        self._rejects[:0] = batch.rejects
+        for c in cursors:
+            c.dirty = True
+
+    def _committed_batch(self, records: list[LogRecord]) -> None:
+        """Bookkeeping after a commit: committed id, the in-memory tail, waiting readers, listeners."""
+        self.commits += 1
+        self.disk_full = False
+        if self._refusing:
+            self._refusing = False
+            log.warning("log: committing again; %d readings were refused while the buffer was full", self.lost)
+        if records:
+            self.committed_id = records[-1].id
+            self.committed_records += len(records)
+            tail = self._tail
+            tail.extend(records)
+            if len(tail) > self._tail_size + 512:
+                del tail[: len(tail) - self._tail_size]
+            self._committed.set()
+            self._committed = asyncio.Event()
+            for listener in self._listeners:
+                try:
+                    listener(records)
+                except Exception:
+                    log.exception("log: commit listener failed")
 
     async def run(self) -> None:
         """The committer: batches appends into transactions, enforces the disk cap and retention. Runs until
@@ -585,7 +606,7 @@ class DurableLog:
             await self._expire()
 
     async def _expire(self) -> None:
-        cutoff = int((time.time() - self.config.retention_days * 86400) * 1000)
+        cutoff = now_ms() - int(self.config.retention_days * 86_400_000)
         through = min((c.acked for c in self._consumers.values()), default=self.committed_id)
         through = min(through, self.committed_id)
         if through < self.first_id:
@@ -640,6 +661,8 @@ class DurableLog:
         cap = self.config.max_disk_mb * 1e6
         reason = why or f"disk cap {self.config.max_disk_mb:g} MB reached"
         for _ in range(20):
+            if not emergency:
+                await self._carry_kept(cap)
             async with self._commit_lock:
                 rows = self.committed_id - self.first_id + 1
                 if rows <= 0:
@@ -676,6 +699,29 @@ class DurableLog:
                        self._used_bytes / 1e6)
             if emergency:
                 return
+
+    async def _carry_kept(self, cap: float) -> None:
+        """Before the cap drops the oldest rows: copy the records of KEPT_KINDS (the audit trail) among them to the
+        end of the log, so they outlive the readings of their time. Not on a full disk, and not when the rows to
+        drop are mostly such records (nothing would be gained)."""
+        rows = self.committed_id - self.first_id + 1
+        if rows <= 0 or self._used_bytes <= cap:
+            return
+        n = max(1, math.ceil((self._used_bytes - cap * CAP_HEADROOM) / (self._used_bytes / rows)))
+        through = min(self.first_id + n - 1, self.committed_id)
+        codes = tuple(KIND_CODES[k] for k in KEPT_KINDS)
+        found = [r for r in await self._run(self._db.read_kinds, self.first_id - 1, codes, n) if r[0] <= through]
+        if not found or len(found) * 2 > through - self.first_id + 1:
+            return
+        for _, ts, _seq, sid, flags, vals, extra, kind in found:
+            self.last_id += 1
+            row = (self.last_id, ts, 0, sid, flags, vals, extra, kind)
+            self._records.append(row)
+            self._buffer.extend(self._decode_rows([row]))
+        await self.flush()
+        self.carried += len(found)
+        log.info("log: disk cap: %d audit records copied ahead of the readings being dropped (%d so far)",
+                 len(found), self.carried)
 
     def _trim_tail(self) -> None:
         tail = self._tail

@@ -8,6 +8,7 @@
         alarm      2   gateway.alarms.records (AlarmEntry: an AlarmEvent and the alarm's state after it)
         actuation  3   here (a JSON object: the Modbus write and its outcome)
         command    4   here (a JSON object: an operator's command)
+        audit      5   gateway.audit.trail (who asked what, from where, and the result)
       UnknownRecord    a row of a kind no loaded module registered (kept, never dropped; its text as payload)
 
 Consumers dispatch on the record's type (`isinstance(rec, ReadingRecord)`); `kind` names the type for logs and
@@ -30,7 +31,10 @@ AGGREGATE = "aggregate"
 ALARM = "alarm"
 ACTUATION = "actuation"
 COMMAND = "command"
-KIND_CODES: dict[str, int] = {READING: 0, AGGREGATE: 1, ALARM: 2, ACTUATION: 3, COMMAND: 4}
+AUDIT = "audit"
+KIND_CODES: dict[str, int] = {READING: 0, AGGREGATE: 1, ALARM: 2, ACTUATION: 3, COMMAND: 4, AUDIT: 5}
+# kinds the disk cap copies forward instead of dropping them with the readings of their time (the audit trail)
+KEPT_KINDS: tuple[str, ...] = (AUDIT,)
 
 # (site, device, kind, channel names, units): a layout stored once in the schemas table
 SchemaKey = tuple[str, str, str, tuple[str, ...], tuple[str, ...]]

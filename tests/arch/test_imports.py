@@ -57,7 +57,7 @@ def test_no_feature_imports_the_assembly_the_pipeline_or_an_entry_point() -> Non
     """Features may take a Site (gateway.site.model, data only) but never the assembly code, the pipeline or the
     CLI; the store imports no domain module."""
     graph = import_graph()
-    features = {"acquisition", "processing", "alarms", "hj212", "store", "sinks", "core", "health", "profile",
+    features = {"acquisition", "processing", "alarms", "hj212", "audit", "store", "sinks", "core", "health", "profile",
                 "config", "yamlio", "logsetup", "systemd_notify", "display", "localservers"}
     wrong: dict[str, list[str]] = {}
     for m, deps in graph.items():

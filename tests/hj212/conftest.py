@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from gateway.core.clock import CLOCK
 from gateway.site.load import load_site
 from gateway.site.model import Site
 
@@ -23,3 +24,11 @@ def make_site(tmp_path: Path) -> Callable[..., Site]:
         return load_site(path)
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def bare_clock() -> Iterator[None]:
+    """The gateway's clock is one per process: a platform's 1012 in one test must not shift the next test's."""
+    CLOCK.reset()
+    yield
+    CLOCK.reset()

@@ -95,7 +95,9 @@ async def test_minute_hour_and_day_data_from_the_log_reach_the_platform(tmp_path
         (day,) = city.packets("2031")
         assert day.cp.get("DataTime") == time_text(T0, TZ)
         assert (day.cp.get("a34002-Avg"), day.cp.get("a34002-Flag"), day.cp.get("LA-Avg")) == ("0.085", "N", "62.5")
-        hours = [p for p in city.packets("2061") if p.qn != ex.qn]  # (the history answer carries the request's QN)
+        replied = {p.qn for p in ex.data}  # the history answer's packets (each with a QN of its own)
+        assert ex.qn not in replied and len(replied) == len(ex.data)
+        hours = [p for p in city.packets("2061") if p.qn not in replied]
         assert [p.cp.get("DataTime") for p in hours] == [time_text(T0 + h * 3_600_000, TZ) for h in range(24)]
         minutes = city.packets("2051")
         assert [p.cp.get("DataTime") for p in minutes] == [time_text(T0 + m * 600_000, TZ) for m in range(144)]

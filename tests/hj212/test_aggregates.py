@@ -14,6 +14,7 @@ from pathlib import Path
 
 from plume_sim.platform import PlatformSim
 
+from gateway.core.model import Flag
 from gateway.hj212.sources import Aggregate
 from gateway.hj212.timefmt import time_text
 from gateway.processing.windows import WindowAggregate, WindowEngine, WindowsConfig
@@ -75,7 +76,18 @@ async def test_minute_and_hour_packets_from_the_window_engine_and_a_history_requ
 
         ex = await p.command("2061", {"BeginTime": time_text(H, TZ), "EndTime": time_text(H + 1, TZ)})
         assert (ex.qn_rtn, ex.exe_rtn, len(ex.data)) == (1, 1, 1)
-        assert ex.data[0].cp == p.acked("2061")[0].cp and ex.data[0].qn == ex.qn
+        assert ex.data[0].cp == p.acked("2061")[0].cp
+        # HJ 212-2017 table C.20: each data packet of a history reply has its own QN (and the platform answers it
+        # with a 9014 of that QN); 9011 and 9012 carry the request's
+        assert ex.data[0].qn != ex.qn
+        five = await p.command("2051", {"BeginTime": time_text(H, TZ), "EndTime": time_text(H + 240_000, TZ)})
+        assert (five.qn_rtn, five.exe_rtn) == (1, 1)
+        assert [d.cp.get("DataTime") for d in five.data] == [time_text(H + 60_000 * i, TZ) for i in range(5)]
+        qns = [d.qn for d in five.data]
+        assert len(set(qns)) == 5 and five.qn not in qns and qns == sorted(qns)
+        assert all(d.answer_wanted for d in five.data)
+        answered = {r.qn for r in p.received if r.cn == "2051" and r.answered == "9014"}
+        assert set(qns) <= answered
         empty = await p.command("2051", {"BeginTime": "20200101000000", "EndTime": "20200101010000"})
         assert empty.exe_rtn == 100
         await rig.close()
@@ -90,3 +102,17 @@ async def test_minute_data_is_refused_when_the_site_does_not_send_it_and_warned_
         assert ex.qn_rtn == 2
         assert rig.sinks["city"].aggregate_sources == {}
         await rig.close()
+
+
+def test_an_aggregate_below_zero_goes_out_as_flag_d_and_no_value_uses_exponent_notation() -> None:
+    from gateway.hj212.aggregates import aggregate_cp
+    from gateway.hj212.routes import Route
+    from gateway.processing.windows import ChannelAggregate
+
+    chans = {"pm10": ChannelAggregate("ug/m3", -4.0, -1.0, 2.0, 60, 60, Flag.N, None, ""),
+             "noise": ChannelAggregate("dB(A)", 1e-9, 5e-7, 12345678.9, 60, 60, Flag.N, None, "")}
+    agg = WindowAggregate("s1", "dust-1", "dust", "1h", 0, 3_600_000, 60, False, chans)
+    routes = [Route("a34002", "dust-1", "pm10", "mg/m3", 3), Route("LA", "dust-1", "noise", None, 1)]
+    got = {k: v for g in aggregate_cp(0, [agg], routes, TZ, True).groups for k, v in g}
+    assert got["a34002-Flag"] == "D" and "a34002-Avg" not in got and "a34002-Min" not in got
+    assert (got["LA-Min"], got["LA-Avg"], got["LA-Max"]) == ("0.0", "0.0", "12345678.9")

@@ -42,8 +42,8 @@ async def test_1011_returns_the_logger_time_and_1012_sets_it_within_the_bound(li
     assert (ex.qn_rtn, ex.exe_rtn) == (1, 1)
     got = parse_time((await p.command("1011")).values()["SystemTime"], TZ)
     assert abs(got - (time.time() * 1000 + 120_000)) < 3000
-    state = json.loads((rig.tmp / "log" / "hj212-city.json").read_text())
-    assert abs(state["settings"]["clock_offset_ms"] - 120_000) < 3000
+    state = json.loads((rig.tmp / "log" / "clock.json").read_text())  # the gateway's one clock, persisted
+    assert abs(state["offset_ms"] - 120_000) < 3000
 
     far = time_text(int(time.time() * 1000) + 7200_000, TZ)  # 2 h: beyond max_clock_step_s (1 h)
     assert (await p.command("1012", {"SystemTime": far})).exe_rtn == 3
@@ -54,14 +54,35 @@ async def test_1061_1062_read_and_change_the_realtime_interval_of_later_windows(
                                                                                ) -> None:
     p, rig = linked
     assert (await p.command("1061")).values() == {"RtdInterval": "1"}
-    assert (await p.command("1062", {"RtdInterval": 2})).exe_rtn == 1
-    assert (await p.command("1061")).values() == {"RtdInterval": "2"}
+    assert (await p.command("1062", {"RtdInterval": 30})).exe_rtn == 1
+    assert (await p.command("1061")).values() == {"RtdInterval": "30"}
     assert (await p.command("1062", {"RtdInterval": 0})).exe_rtn == 3
     assert (await p.command("1062", {"RtdInterval": 7200})).exe_rtn == 3
     T = t0()
-    await rig.append(*(dust(T + 100 + 1000 * i) for i in range(7)))
-    await rig.delivered.until(lambda: len(p.acked("2011")) == 2, what="two 2-s windows")
-    assert [pk.cp.get("DataTime") for pk in p.acked("2011")] == [time_text(T + 2000, TZ), time_text(T + 4000, TZ)]
+    await rig.append(*(dust(T + 100 + 1000 * i) for i in range(62)))
+    await rig.delivered.until(lambda: len(p.acked("2011")) == 2, what="two 30-s windows")
+    assert [pk.cp.get("DataTime") for pk in p.acked("2011")] == [time_text(T + 30_000, TZ),
+                                                                 time_text(T + 60_000, TZ)]
+
+
+async def test_settings_outside_the_standards_ranges_are_refused_with_exertn_3(linked: tuple[PlatformSim, Rig]
+                                                                              ) -> None:
+    """HJ 212-2017 table 6: RtdInterval 30..3600 s, MinInterval 1/2/3/4/5/6/10/12/15/20/30 min, OverTime and
+    ReCount 0 < n <= 99."""
+    p, rig = linked
+    sink = rig.sinks["city"]
+    for bad in (10, 29, 3601):
+        assert (await p.command("1062", {"RtdInterval": bad})).exe_rtn == 3, bad
+    assert (await p.command("1061")).values() == {"RtdInterval": "1"}  # unchanged
+    for ok in (30, 3600):
+        assert (await p.command("1062", {"RtdInterval": ok})).exe_rtn == 1, ok
+    assert (await p.command("1064", {"MinInterval": 60})).exe_rtn == 3
+    assert (await p.command("1064", {"MinInterval": 30})).exe_rtn == 1
+    for over, count in ((100, 3), (600, 3), (10, 0), (10, 100)):
+        assert (await p.command("1000", {"OverTime": over, "ReCount": count})).exe_rtn == 3, (over, count)
+    assert (sink.answer_timeout_s, sink.retries) == (0.5, 1)  # the site file's, untouched
+    assert (await p.command("1000", {"OverTime": 99, "ReCount": 99})).exe_rtn == 1
+    assert (sink.answer_timeout_s, sink.retries) == (99.0, 99)
 
 
 async def test_1063_1064_minute_interval_only_to_divisors_of_an_hour(linked: tuple[PlatformSim, Rig]) -> None:

@@ -85,7 +85,7 @@ async def test_split_packets_are_answered_part_by_part_and_joined() -> None:
     whole = data_packet(values=values)
     parts = split(whole)
     assert len(parts) >= 3
-    async with PlatformSim() as p:
+    async with PlatformSim(codes=None) as p:  # 90 made-up codes: no code table
         lg = await RawLogger.connect(p.port)
         for part in parts:
             await lg.send(part)

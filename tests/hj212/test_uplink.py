@@ -42,7 +42,8 @@ async def test_2011_carries_the_latest_value_of_each_window_converted_with_flags
         assert first.cp.text() == (
             f"&&DataTime={dt(T + 1000)};a34002-Rtd=0.09,a34002-Flag=N;a34004-Rtd=40.0,a34004-Flag=N;"
             "LA-Rtd=61.2,LA-Flag=N;a21026-Rtd=35.214,a21026-ZsRtd=41.5,a21026-Flag=C;a19001-Rtd=8.25,a19001-Flag=C&&")
-        assert second.cp.text() == (f"&&DataTime={dt(T + 2000)};a34002-Flag=B;a34004-Flag=B;LA-Flag=B&&")
+        assert second.cp.text() == (f"&&DataTime={dt(T + 2000)};a34002-Flag=B;a34004-Flag=B;LA-Flag=B;"
+                                    "a21026-Flag=B;a19001-Flag=B&&")  # the stack sent nothing in that second
         # the cursor stops just before the first reading of the window still open
         await rig.delivered.until(lambda: rig.acked("city") == last[0] - 1, what="cursor before the open window")
         assert p.errors == []
@@ -53,6 +54,7 @@ async def test_restart_sends_nothing_twice_and_completes_the_window_that_was_ope
     async with PlatformSim() as p:
         text = uplink_yaml("city", p.port)
         rig = await Rig(tmp_path, text).open()
+        await p.wait_for(lambda r: r.cn == "2081")  # the first start, with nothing older to send
         T = t0()
         await rig.append(*(dust(T + 100 + 1000 * i, pm10=10.0 + i) for i in range(4)))
         await rig.append(dust(T + 3700, pm10=99.0))  # window 4 is open at shutdown, with pm10 99
@@ -66,7 +68,8 @@ async def test_restart_sends_nothing_twice_and_completes_the_window_that_was_ope
         assert datatimes(p, acked=True) == [dt(T + 1000 * i) for i in range(1, 5)]
         # window 4 has readings from both runs; the latest (99, before the restart) wins
         assert [pk.cp.get("a34002-Rtd") for pk in p.acked("2011")] == ["0.01", "0.011", "0.012", "0.099"]
-        assert [pk.cn for pk in p.packets()] == ["2081", "2011", "2011", "2011", "2081", "2011"]
+        # each run's 2081 in DataTime order: window 4 was measured before the second start, so it goes first
+        assert [pk.cn for pk in p.packets()] == ["2081", "2011", "2011", "2011", "2011", "2081"]
         assert rig.sinks["city"].realtime is not None and rig.sinks["city"].realtime.late == 1
         await rig.close()
 
@@ -161,7 +164,7 @@ async def test_a_2011_longer_than_1024_bytes_is_split_and_each_part_acknowledged
     regs = "".join(f"      - {{channel: c{i:02d}, address: {i}, unit: mg/m3}}\n" for i in range(70))
     codes = "".join(f"      - {{code: a9{i:04d}, device: big, channel: c{i:02d}}}\n" for i in range(70))
     device = "  - name: big\n    bus: lan\n    address: 9\n    kind: cems\n    registers:\n" + regs
-    async with PlatformSim() as p:
+    async with PlatformSim(codes=None) as p:  # 70 made-up codes: no code table
         rig = await Rig(tmp_path, uplink_yaml("city", p.port, codes=codes), devices=device).open()
         T = t0()
         vals = {f"c{i:02d}": ChannelValue(100 + i + 0.123, "mg/m3") for i in range(70)}
@@ -233,3 +236,46 @@ async def test_state_file_is_private_and_the_password_never_reaches_a_log_line(
     assert json.loads(state.read_text())["settings"]["pw"] == "K7m2Qx"
     text = "\n".join(r.getMessage() + (str(r.exc_info) if r.exc_info else "") for r in caplog.records)
     assert "hj212[city]" in text and PW not in text and "K7m2Qx" not in text
+
+
+async def test_a_negative_concentration_goes_out_as_flag_d_without_a_number(tmp_path: Path) -> None:
+    """A strict platform refuses a whole packet with a negative PM value; the logger sends the code with flag D
+    (instrument fault: a concentration below zero is no measurement) and the other codes as they are."""
+    async with PlatformSim() as p:
+        rig = await Rig(tmp_path, uplink_yaml("city", p.port)).open()
+        T = t0()
+        await rig.append(dust(T + 100, pm10=-3.0), dust(T + 2000))
+        await rig.delivered.until(lambda: len(p.acked("2011")) == 1, what="the 2011")
+        got = cp_dict(p.acked("2011")[0])
+        assert "a34002-Rtd" not in got and got["a34002-Flag"] == "D"
+        assert got["a34004-Rtd"] == "40.0" and got["a34004-Flag"] == "N"
+        assert p.errors == []
+        await rig.close()
+
+
+async def test_a_device_without_a_reading_in_the_interval_sends_its_codes_with_flag_b(tmp_path: Path) -> None:
+    """The first 2011 after start-up, before the stack's analyser answered: its codes go out as Flag=B (no
+    number), not left out."""
+    async with PlatformSim() as p:
+        rig = await Rig(tmp_path, uplink_yaml("city", p.port)).open()
+        T = t0()
+        await rig.append(dust(T + 100), dust(T + 2000))
+        await rig.delivered.until(lambda: len(p.acked("2011")) == 1, what="the first 2011")
+        got = cp_dict(p.acked("2011")[0])
+        assert (got.get("a21026-Flag"), got.get("a19001-Flag")) == ("B", "B")
+        assert "a21026-Rtd" not in got and "a21026-ZsRtd" not in got and got["a34002-Flag"] == "N"
+        assert p.errors == []
+        await rig.close()
+
+
+async def test_the_restart_packet_follows_the_back_filled_older_data(tmp_path: Path) -> None:
+    """DataTime order on the wire: what was measured before the restart goes out before the 2081."""
+    async with PlatformSim() as p:
+        rig = await Rig(tmp_path, uplink_yaml("city", p.port)).open(start=False)
+        T = t0()
+        await rig.append(*(dust(T + 100 + 1000 * i) for i in range(5)))
+        rig.start("city")
+        await p.wait_for(lambda r: r.cn == "2081" and r.answered == "9014")
+        order = [pk.cn for pk in p.acked() if pk.cn in ("2011", "2081")]
+        assert order == ["2011"] * 3 + ["2081"]  # the three windows closed before the restart, then the 2081
+        await rig.close()

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from gateway.core.clock import CLOCK
 from gateway.core.model import ChannelValue, DeviceReading, Flag
 from gateway.hj212.sources import AggregateFeed
 from gateway.hj212.uplink import UplinkSink
@@ -138,6 +139,7 @@ class Rig:
         lg = DurableLog(self.site.config.store.log_path(self.path), self.site.config.store)
         await lg.open([c.name for c in self.site.consumers])
         self.log = lg
+        CLOCK.attach(lg.path.parent / "clock.json")  # as the gateway does at start
         self._committer = asyncio.create_task(lg.run())
         for plan in build_consumers(self.site, feed=lambda _: aggregates):
             sink = plan.make(lg, self.delivered)

@@ -11,11 +11,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from gateway.audit import AuditRecord
 from gateway.core.model import DeviceReading
 from gateway.logsetup import add_secret, redact, setup_logging
 from gateway.pipeline.gateway import Gateway
 from gateway.site.model import Site
-from gateway.store.records import LogRecord
+from gateway.store.records import LogRecord, ReadingRecord
 
 from .helpers import log_records, reading
 
@@ -49,13 +50,18 @@ async def test_gateway_without_sinks_commits_and_shows_each_reading(tmp_path: Pa
     stop = asyncio.Event()
     task = asyncio.create_task(gw.run(stop))
     deadline = asyncio.get_running_loop().time() + 10
-    while len(seen) < 3 and asyncio.get_running_loop().time() < deadline:
+    while len(seen) < 5 and asyncio.get_running_loop().time() < deadline:
         await asyncio.sleep(0.02)
     assert gw.sinks == [], "with_sinks=False: the configured sink is not started"
     stop.set()
     await asyncio.wait_for(task, 5)
-    assert [(r.id, r.seq, r.reading.device) for r in seen] == [(1, 1, "dust-1"), (2, 2, "dust-1"), (3, 3, "dust-1")]
-    assert [rid for rid, _, _ in log_records(log_path)] == [1, 2, 3], "committed to the log given, not the site's"
+    # ids 1 and 2 are the audit records of the configuration load and the start, the last one the stop's
+    assert [r.payload["action"] for r in seen if isinstance(r, AuditRecord)] == ["config load", "gateway start",
+                                                                                 "gateway stop"]
+    readings = [r for r in seen if isinstance(r, ReadingRecord)]
+    assert [(r.id, r.seq, r.reading.device) for r in readings] == [(3, 1, "dust-1"), (4, 2, "dust-1"),
+                                                                   (5, 3, "dust-1")]
+    assert [rid for rid, _, _ in log_records(log_path)] == [3, 4, 5], "committed to the log given, not the site's"
 
 
 def test_secrets_never_reach_a_log_line() -> None:

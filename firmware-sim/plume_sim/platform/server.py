@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -25,12 +25,14 @@ from zoneinfo import ZoneInfo
 
 from gateway.hj212.codec import Cp, Framer, Packet, decode, encode, join, make_flag
 from gateway.hj212.errors import Hj212Error, SplitError
-from gateway.hj212.timefmt import qn_text
+from gateway.hj212.names import KNOWN_CODES
+from gateway.hj212.timefmt import qn_text, time_text
 from plume_sim.platform.checks import REPLY_CNS, problems
 from plume_sim.platform.records import Exchange, Received, Recorder
 
 MISBEHAVIOURS = ("no-answer", "late-answer", "disconnect", "garbage")
-NOTICE_CNS = {"2012", "2022"}  # "stop sending ..." notices: the logger answers 9013
+NOTICE_CNS = {"2012", "2022"}
+HISTORY_CNS = {"2051", "2061", "2031"}  # "stop sending ..." notices: the logger answers 9013
 
 
 @dataclass(slots=True)
@@ -58,12 +60,22 @@ class PlatformSim:
         tz: str = "Asia/Shanghai",
         seed: int = 1,
         on_event: Callable[[str], None] | None = None,
+        codes: Collection[str] | None = KNOWN_CODES,
+        clock_offset_s: float = 0.0,
+        calibrate: bool = False,
     ):
-        """pw/mn: refuse packets with another password or device number (None: accept any)."""
+        """pw/mn: refuse packets with another password or device number (None: accept any); codes: the
+        platform's pollutant code table (default: the standard's codes Plume knows; None: accept any code);
+        clock_offset_s: the platform's clock is this far from the system's (its QNs and the time it sets);
+        calibrate: answer a logger's 1013 (time calibration request) with a 1012 of the platform's time."""
         self.host = host
         self.port = port
         self.pw = pw
         self.mn = mn
+        self.codes = codes
+        self.clock_offset_ms = int(clock_offset_s * 1000)
+        self.calibrate = calibrate
+        self._tasks: set[asyncio.Task[object]] = set()
         self.tz = ZoneInfo(tz)
         self.received: list[Received] = []
         self.exchanges: list[Exchange] = []
@@ -88,9 +100,9 @@ class PlatformSim:
 
     async def stop(self) -> None:
         await self.pause()
-        for t in list(self._late):
+        for t in [*self._late, *self._tasks]:
             t.cancel()
-        await asyncio.gather(*self._late, return_exceptions=True)
+        await asyncio.gather(*self._late, *self._tasks, return_exceptions=True)
         self._record.close()
 
     async def pause(self) -> None:
@@ -239,8 +251,12 @@ class PlatformSim:
             raise RuntimeError(f"no logger{' ' + mn if mn else ''} is connected")
         return conns[-1]
 
+    def now_ms(self) -> int:
+        """The platform's clock."""
+        return int(time.time() * 1000) + self.clock_offset_ms
+
     def _qn(self) -> str:
-        ms = max(int(time.time() * 1000), self._last_qn + 1)
+        ms = max(self.now_ms(), self._last_qn + 1)
         self._last_qn = ms
         return qn_text(ms, self.tz)
 
@@ -293,7 +309,7 @@ class PlatformSim:
     async def _handle(self, conn: _Conn, p: Packet, raw: bytes) -> bool:
         """One valid packet; False when the connection must close (misbehaviour)."""
         rec = Received(_now(), conn.peer, raw, p)
-        issues = problems(p, pw=self.pw, mn=self.mn)
+        issues = problems(p, pw=self.pw, mn=self.mn, codes=self.codes)
         if issues:
             rec.error, rec.reason = "; ".join(issues), "content"
             self._add(rec)
@@ -302,8 +318,15 @@ class PlatformSim:
         if p.cn not in REPLY_CNS:  # answers echo what we sent; uploads say what the logger's PW and ST are
             conn.pw, conn.st = p.pw, p.st
         pending = conn.exchanges.get(p.qn)
+        if pending is None and p.cn in HISTORY_CNS:  # history uploads have QNs of their own (table C.20)
+            pending = next((x for x in conn.exchanges.values() if x[0].cn == p.cn and x[0].qn_rtn == 1
+                            and x[0].exe_rtn is None), None)
         if pending is not None and (p.cn in REPLY_CNS or p.cn == pending[0].cn):  # QNs of both sides may collide
             self._exchange(pending[0], pending[1], p)
+        if p.cn == "1013" and self.calibrate:  # the logger asks for the time: set it (in the background)
+            task = asyncio.get_running_loop().create_task(self._set_time(p.mn))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         keep = True
         if p.answer_wanted and p.cn not in REPLY_CNS:
             keep = await self._answer(conn, p, rec)
@@ -349,6 +372,10 @@ class PlatformSim:
             self._late.add(task)
             task.add_done_callback(self._late.discard)
         return True
+
+    async def _set_time(self, mn: str) -> None:
+        with contextlib.suppress(Exception):
+            await self.command("1012", {"SystemTime": time_text(self.now_ms(), self.tz)}, mn=mn)
 
     async def _late_answer(self, conn: _Conn, ack: bytes, rec: Received, delay: float) -> None:
         await asyncio.sleep(delay)  # the misbehaviour itself, not a synchronisation
