@@ -163,9 +163,10 @@ def read(
         for r in readings:
             print(json.dumps(r.as_json(), ensure_ascii=False))
     else:
+        from gateway.core.localtime import zone
         from gateway.display import readings_table
 
-        out.print(readings_table(readings))
+        out.print(readings_table(readings, tz=zone(site.config.site.timezone)))
     if readings and not any(r.ok for r in readings):
         raise typer.Exit(1)
 
