@@ -19,9 +19,28 @@ from gateway.site.load import load_site
 from gateway.site.model import Site
 
 app = typer.Typer(
-    name="plume", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    name="plume", no_args_is_help=True, pretty_exceptions_enable=False,
     help="Plume edge gateway: dust monitors and stack CEMS over Modbus and serial, to MQTT, InfluxDB and HJ 212.",
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            print(f"plume {version('plume-gateway')}")
+        except PackageNotFoundError:  # pragma: no cover - running from a tree that was never installed
+            print("plume (not installed: pip install -e .)")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    show_version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                               help="Print the version and exit.")] = False,
+) -> None:
+    """Plume edge gateway: dust monitors and stack CEMS over Modbus and serial, to MQTT, InfluxDB and HJ 212."""
 config_app = typer.Typer(no_args_is_help=True, help="Check a site file, or print its JSON Schema.")
 profiles_app = typer.Typer(no_args_is_help=True, help="The built-in device profiles.")
 app.add_typer(config_app, name="config")
