@@ -67,9 +67,11 @@ def load_or_exit(path: Path) -> Site:
 
 @config_app.command("check")
 def config_check(file: SiteFile) -> None:
-    """Validate a site file: prints `ok`, or one `path: problem` line per problem and exits 2."""
+    """Validate a site file: prints `ok`, or one `path: problem` line per problem and exits 2. Warnings (a site
+    that runs but probably not as meant, e.g. no sinks) are `warning: path: message` lines on stderr."""
     site = load_or_exit(file)
-    del site
+    for line in site.warnings:
+        print(f"warning: {line}", file=sys.stderr)
     print("ok")
 
 

@@ -11,6 +11,16 @@ from gateway.core.patterns import matches
 from gateway.site.model import Site
 
 
+def site_warnings(site: Site) -> list[str]:
+    """What makes a site file usable but probably not what its author meant, as `path: message` lines."""
+    cfg = site.config
+    out: list[str] = []
+    if not cfg.sinks and not cfg.uplinks:
+        out.append("sinks: none: readings are committed to the durable log but delivered nowhere (add an mqtt or "
+                   "influx sink, or an HJ 212 uplink)")
+    return out
+
+
 def check_processing(site: Site) -> list[str]:
     """Problems of the stacks, stuck, maintenance and windows sections against the devices and the uplinks."""
     cfg = site.config

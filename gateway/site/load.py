@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from gateway.config import ConfigError, SiteConfig, pydantic_problems
-from gateway.site.checks import check_alarms, check_processing
+from gateway.site.checks import check_alarms, check_processing, site_warnings
 from gateway.site.consumers import register_consumers
 from gateway.site.devices import resolve_devices
 from gateway.site.model import Site
@@ -73,6 +73,7 @@ def assemble(cfg: SiteConfig, path: Path) -> Site:
                 *names["uplinks"], *route_problems]
     if problems:
         raise ConfigError(problems)
+    site.warnings = site_warnings(site)
     return site
 
 

@@ -43,6 +43,7 @@ class Site:
     rules: list[Rule] = field(default_factory=list)
     routes: dict[str, list[Route]] = field(default_factory=dict)
     consumers: list[Consumer] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # `path: message` lines: usable, but probably not meant
 
     @property
     def id(self) -> str:
