@@ -56,23 +56,34 @@ SiteFile = Annotated[Path, typer.Argument(help="Site file (YAML).", show_default
 
 
 def load_or_exit(path: Path) -> Site:
-    """Load a site file; on problems print one line each on stderr and exit 2 (no traceback)."""
+    """Load a site file; on problems print one line each (with the line of the file) on stderr and exit 2."""
     try:
         return load_site(path)
     except ConfigError as exc:
-        for line in exc.problems:
+        for line in exc.located():
             print(line, file=sys.stderr)
         raise typer.Exit(2) from None
 
 
 @config_app.command("check")
-def config_check(file: SiteFile) -> None:
-    """Validate a site file: prints `ok`, or one `path: problem` line per problem and exits 2. Warnings (a site
-    that runs but probably not as meant, e.g. no sinks) are `warning: path: message` lines on stderr."""
-    site = load_or_exit(file)
-    for line in site.warnings:
+def config_check(
+    file: Annotated[Path, typer.Argument(help="A site file, a device profile or a rule pack (YAML).",
+                                         show_default=False)],
+) -> None:
+    """Validate a site file, a profile or a rule pack: prints `ok`, or one `path: problem (line N)` line per
+    problem and exits 2. Warnings (a site that runs but probably not as meant, e.g. no sinks) are
+    `warning: path: message` lines on stderr."""
+    from gateway.site.files import check_file
+
+    try:
+        summary, warnings = check_file(file)
+    except ConfigError as exc:
+        for line in exc.located():
+            print(line, file=sys.stderr)
+        raise typer.Exit(2) from None
+    for line in warnings:
         print(f"warning: {line}", file=sys.stderr)
-    print("ok")
+    print(summary)
 
 
 @config_app.command("schema")
