@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -149,6 +150,12 @@ def plan(file: SiteFile, device: Annotated[str | None, typer.Option(help="Only t
             out.print(f"  device {d.name} (profile {d.profile.name}, address {d.config.address}): "
                       f"{_n(len(reqs), 'request')}, {nbytes} bytes per poll (one per channel: "
                       f"{_n(len(naive), 'request')}, {nbytes_naive} bytes)")
+            c = d.config
+            tries = c.retries + 1
+            word = "try" if tries == 1 else "tries"
+            out.print(f"    shaped by max_registers_per_request {d.profile.max_registers_per_request}, max_gap "
+                      f"{d.profile.max_gap}; if dead: {c.timeout_s:g} s x {tries} {word} = {c.timeout_s * tries:g} s "
+                      f"of every {c.poll_interval_s:g} s poll interval, then one try per probe", soft_wrap=True)
             table = Table("fc", "start", "count", "channels", box=None, padding=(0, 2))
             for r in reqs:
                 carried = [getattr(it, "channel", f"status@{it.address}") for it in r.items]
@@ -157,7 +164,8 @@ def plan(file: SiteFile, device: Annotated[str | None, typer.Option(help="Only t
         total = sum(sum(framing(r)) for r in cycle)
         line = f"  cycle: {_n(len(cycle), 'request')}, {total} bytes on the wire"
         if not isinstance(bus, TcpBus):
-            bits = 11 if isinstance(bus, RtuOverTcpBus) else 1 + bus.bytesize + (bus.parity != "N") + bus.stopbits
+            # RTU over TCP: the serial side's framing is unknown here; 10-bit characters (8N1), as the link paces
+            bits = 10 if isinstance(bus, RtuOverTcpBus) else 1 + bus.bytesize + (bus.parity != "N") + bus.stopbits
             wire = rtu_wire_time_s(cycle, bus.baudrate, bits) * 1000
             naive_wire = rtu_wire_time_s(naive_cycle, bus.baudrate, bits) * 1000
             line += (f", {wire:.1f} ms at {bus.baudrate} baud, {bits} bits per character (one request per channel: "
@@ -199,8 +207,32 @@ def read(
         from gateway.display import readings_table
 
         out.print(readings_table(readings, tz=zone(site.config.site.timezone)))
+    for r in readings:
+        if not r.ok:
+            err.print(dead_device_hint(site, r.device, r.error), soft_wrap=True)
     if readings and not any(r.ok for r in readings):
         raise typer.Exit(1)
+
+
+def dead_device_hint(site: Site, name: str, error: str) -> str:
+    """One line for a device that gave no reading: what happened and what to check, for its kind of bus."""
+    dev = next(d for d in site.devices if d.name == name)
+    bus = site.bus(dev.config.bus)
+    tries = dev.config.retries + 1
+    what = f"{name}: {error}" + (f" ({tries} tries)" if "no answer" in error and tries > 1 else "")
+    if isinstance(bus, TcpBus | RtuOverTcpBus):
+        scan = f"plume scan --tcp {bus.host}:{bus.port}{' --rtu-over-tcp' if isinstance(bus, RtuOverTcpBus) else ''}"
+        if "cannot open" in error or "unavailable" in error:
+            return f"{what}; check that {bus.host}:{bus.port} is on and reachable (network, IP address, port)"
+        serial = ", the RS-485 wiring (A/B) and the serial server's baud rate and parity" if isinstance(
+            bus, RtuOverTcpBus) else ""
+        return (f"{what}; check the unit id (address {dev.config.address}){serial}, or find the device with "
+                f"`{scan} --ids 1-247`")
+    if isinstance(bus, RtuBus):
+        return (f"{what}; check the wiring (A/B, ground, termination), the slave id (address {dev.config.address}), "
+                f"baud rate and parity ({bus.baudrate} {bus.bytesize}{bus.parity}{bus.stopbits}), or find it with "
+                f"`plume scan --port {bus.port} --baudrate {bus.baudrate} --parity {bus.parity} --ids 1-247`")
+    return f"{what}; check the sensor's power, its TX wire to the UART and the baud rate ({bus.baudrate})"
 
 
 def _parse_ids(text: str) -> list[int]:
@@ -217,11 +249,18 @@ def _parse_ids(text: str) -> list[int]:
     return sorted(ids)
 
 
+def _csv(text: str, what: str, allowed: tuple[str, ...] | None = None) -> list[str]:
+    items = [t.strip().upper() for t in text.split(",") if t.strip()]
+    if not items or (allowed is not None and any(t not in allowed for t in items)):
+        raise typer.BadParameter(f"{what}: {', '.join(allowed or ())} or a comma-separated list of them")
+    return list(dict.fromkeys(items))
+
+
 @app.command("scan")
 def scan(
     port: Annotated[str | None, typer.Option(help="Serial port of an RS-485 line.")] = None,
-    baudrate: Annotated[int, typer.Option(help="Baud rate of the line.")] = 9600,
-    parity: Annotated[str, typer.Option(help="N, E or O.")] = "N",
+    baudrate: Annotated[str, typer.Option(help="Baud rate(s) of the line, e.g. 9600 or 9600,19200,4800.")] = "9600",
+    parity: Annotated[str, typer.Option(help="Parity(ies): N, E, O, or a list such as N,E.")] = "N",
     tcp: Annotated[str | None, typer.Option(help="HOST:PORT of a Modbus TCP device or gateway.")] = None,
     rtu_over_tcp: Annotated[bool, typer.Option(help="With --tcp: RTU frames through a serial server.")] = False,
     ids: Annotated[str, typer.Option(help="Slave ids to try, e.g. 1-247 or 1,2,5-9.")] = "1-247",
@@ -229,7 +268,11 @@ def scan(
     address: Annotated[int, typer.Option(help="Register to probe.")] = 0,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each id.")] = 0.2,
 ) -> None:
-    """Find which slave ids answer on a line. Any answer, even a Modbus exception, means a device is there."""
+    """Find which slave ids answer on a line, at each baud rate and parity given. Any answer, even a Modbus
+    exception, means a device is there. Progress on stderr, a summary at the end."""
+    import functools
+    import time
+
     from rich.progress import Progress
 
     from gateway.acquisition.link import ModbusLink, ReadError
@@ -237,51 +280,81 @@ def scan(
     if (port is None) == (tcp is None):
         err.print("give exactly one of --port PATH or --tcp HOST:PORT")
         raise typer.Exit(2)
+    buses: list[RtuBus | TcpBus | RtuOverTcpBus] = []
     if port is not None:
-        if parity not in ("N", "E", "O"):
-            raise typer.BadParameter("parity must be N, E or O")
-        bus: RtuBus | TcpBus | RtuOverTcpBus = RtuBus(name="scan", type="rtu", port=port, baudrate=baudrate,
-                                                      parity=parity)
+        bauds = _csv(baudrate, "--baudrate")
+        if not all(b.isdigit() for b in bauds):
+            raise typer.BadParameter("--baudrate: numbers such as 9600 or 9600,19200")
+        for b in bauds:
+            for par in _csv(parity, "--parity", ("N", "E", "O")):
+                buses.append(RtuBus(name="scan", type="rtu", port=port, baudrate=int(b), parity=par))
     else:
         host, _, p = (tcp or "").rpartition(":")
         if not host or not p.isdigit():
             raise typer.BadParameter("--tcp takes HOST:PORT")
-        bus = (RtuOverTcpBus(name="scan", type="rtu_over_tcp", host=host, port=int(p)) if rtu_over_tcp
-               else TcpBus(name="scan", type="tcp", host=host, port=int(p)))
+        buses.append(RtuOverTcpBus(name="scan", type="rtu_over_tcp", host=host, port=int(p)) if rtu_over_tcp
+                     else TcpBus(name="scan", type="tcp", host=host, port=int(p)))
     id_list = _parse_ids(ids)
+    serial = isinstance(buses[0], RtuBus)
 
-    async def go() -> list[tuple[int, str]]:
-        link = ModbusLink(bus, io_timeout_s=max(3.0, timeout + 1))
-        found: list[tuple[int, str]] = []
-        try:
-            with Progress(console=err, transient=True) as progress:
-                task = progress.add_task(f"scanning {link.where}", total=len(id_list))
-                for i in id_list:
-                    try:
-                        words = await link.read(function, address, 1, i, timeout)
-                        found.append((i, f"answered: register {address} = {words[0]}"))
-                    except ReadError as e:
-                        if e.kind == "exception":
-                            found.append((i, f"answered with {e}"))
-                        elif e.kind == "garbled":
-                            found.append((i, f"something answered but garbled ({e}): check baud rate and parity"))
-                        elif e.kind == "link":
-                            raise
-                    progress.advance(task)
-        finally:
-            link.close()
+    def setting(bus: RtuBus | TcpBus | RtuOverTcpBus) -> str:
+        return f"{bus.baudrate} {bus.bytesize}{bus.parity}{bus.stopbits}" if isinstance(bus, RtuBus) else ""
+
+    async def go() -> list[tuple[str, int, str]]:
+        found: list[tuple[str, int, str]] = []
+        with Progress(console=err, transient=True) as progress:
+            for bus in buses:
+                link = ModbusLink(bus, io_timeout_s=max(3.0, timeout + 1))
+                label = f"{link.where}{' at ' + setting(bus) if serial else ''}"
+                if not err.is_terminal:
+                    err.print(f"scanning {label}: {len(id_list)} ids", soft_wrap=True)
+                task = progress.add_task(f"scanning {label}", total=len(id_list))
+                try:
+                    await probe(link, found, bus, functools.partial(progress.advance, task))
+                except ReadError:
+                    raise
+                except Exception as exc:  # the port refuses this setting (a pty takes no parity): say so, go on
+                    err.print(f"cannot scan {label}: {' '.join(str(exc).split()) or type(exc).__name__}",
+                              soft_wrap=True)
+                finally:
+                    link.close()
         return found
 
+    async def probe(link: ModbusLink, found: list[tuple[str, int, str]], bus: RtuBus | TcpBus | RtuOverTcpBus,
+                    advance: Callable[[], None]) -> None:
+        for i in id_list:
+            try:
+                words = await link.read(function, address, 1, i, timeout)
+                found.append((setting(bus), i, f"answered: register {address} = {words[0]}"))
+            except ReadError as e:
+                if e.kind == "exception":
+                    found.append((setting(bus), i, f"answered with {e}"))
+                elif e.kind == "garbled":
+                    hint = ": check baud rate and parity" if serial else ""
+                    found.append((setting(bus), i, f"something answered but garbled ({e}){hint}"))
+                elif e.kind == "link":
+                    raise
+            advance()
+
+    started = time.monotonic()
     try:
         found = asyncio.run(go())
     except ReadError as e:
         err.print(f"scan failed: {e}")
         raise typer.Exit(1) from None
+    tried = f"{len(buses)} setting{'s' if len(buses) > 1 else ''} x {len(id_list)} ids" if serial else \
+        f"{len(id_list)} ids"
+    took = f"{tried} in {time.monotonic() - started:.0f} s"
     if not found:
-        out.print(f"no device answered on {ids} (function {function}, register {address}, timeout {timeout:g} s)")
+        out.print(f"no device answered on {ids} (function {function}, register {address}, timeout {timeout:g} s; "
+                  f"{took})")
         raise typer.Exit(1)
-    for i, what in found:
-        out.print(f"id {i:3d}: {what}")
+    for where, i, what in found:
+        out.print(f"id {i:3d}{' at ' + where if serial and len(buses) > 1 else ''}: {what}")
+    answered = [f"id {i}{' at ' + where if serial and len(buses) > 1 else ''}" for where, i, what in found
+                if "garbled" not in what]
+    out.print(f"found {len(answered)} device{'s' if len(answered) != 1 else ''}"
+              f"{': ' + ', '.join(answered) if answered else ''} ({took})")
 
 
 @app.command("demo")

@@ -40,6 +40,10 @@ def readings_table(readings: Iterable[DeviceReading], *, tz: ZoneInfo, title: st
     for r in rows:
         first = True
         stamp = clock_time(r.ts, tz)
+        if not r.ok:  # no answer: one line, not the same note on every channel
+            table.add_row(r.device, stamp, f"({len(r.values)} channels)", "—", "", f"[{FLAG_STYLE[Flag.B]}]B[/]",
+                          r.error)
+            continue
         for ch, cv in r.values.items():
             style = FLAG_STYLE.get(cv.flag, "white")
             table.add_row(r.device if first else "", stamp if first else "", ch, fmt_value(cv.value), cv.unit,
