@@ -8,6 +8,7 @@ from __future__ import annotations
 from gateway.alarms.rules import OfflineRule, QualityRule, Rule, ThresholdRule, resolve_rules, windows_needed
 from gateway.core.localtime import parse_period
 from gateway.core.patterns import matches
+from gateway.hj212.config import weak_password
 from gateway.site.model import Site
 
 
@@ -18,6 +19,11 @@ def site_warnings(site: Site) -> list[str]:
     if not cfg.sinks and not cfg.uplinks:
         out.append("sinks: none: readings are committed to the durable log but delivered nowhere (add an mqtt or "
                    "influx sink, or an HJ 212 uplink)")
+    for i, up in enumerate(cfg.uplinks):
+        why = weak_password(up.pw.get_secret_value())
+        if why is not None:
+            out.append(f"uplinks[{i}].pw: {why}; used because pw_assigned_by_platform is set: ask the platform for "
+                       "a stronger one")
     return out
 
 
