@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -70,6 +70,8 @@ def load_or_exit(path: Path) -> Site:
 def config_check(
     file: Annotated[Path, typer.Argument(help="A site file, a device profile or a rule pack (YAML).",
                                          show_default=False)],
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout: ok, summary, problems "
+                                          "(path, message, line), warnings.")] = False,
 ) -> None:
     """Validate a site file, a profile or a rule pack: prints `ok`, or one `path: problem (line N)` line per
     problem and exits 2. Warnings (a site that runs but probably not as meant, e.g. no sinks) are
@@ -79,9 +81,19 @@ def config_check(
     try:
         summary, warnings = check_file(file)
     except ConfigError as exc:
-        for line in exc.located():
-            print(line, file=sys.stderr)
+        if as_json:
+            problems = [{"path": p.split(": ", 1)[0], "message": p.split(": ", 1)[-1], "line": n}
+                        for p, n in zip(exc.problems, exc.lines, strict=False)]
+            print(json.dumps({"ok": False, "file": str(file), "problems": problems, "warnings": []},
+                             ensure_ascii=False))
+        else:
+            for line in exc.located():
+                print(line, file=sys.stderr)
         raise typer.Exit(2) from None
+    if as_json:
+        print(json.dumps({"ok": True, "file": str(file), "summary": summary, "problems": [], "warnings": warnings},
+                         ensure_ascii=False))
+        return
     for line in warnings:
         print(f"warning: {line}", file=sys.stderr)
     print(summary)
@@ -94,15 +106,23 @@ def config_schema() -> None:
 
 
 @profiles_app.command("list")
-def profiles_list() -> None:
+def profiles_list(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per profile and line.")] = False,
+) -> None:
     """List the built-in profiles."""
     from gateway.profile import builtin_profile_names, load_profile
 
     table = Table("profile", "kind", "protocol", "channels", "description", box=None)
     for name in builtin_profile_names():
         p = load_profile(name)
-        table.add_row(name, p.kind, p.protocol, str(len(p.registers)), p.description)
-    out.print(table)
+        if as_json:
+            print(json.dumps({"profile": name, "kind": p.kind, "protocol": p.protocol,
+                              "channels": [r.channel for r in p.registers], "description": p.description},
+                             ensure_ascii=False))
+        else:
+            table.add_row(name, p.kind, p.protocol, str(len(p.registers)), p.description)
+    if not as_json:
+        out.print(table)
 
 
 @profiles_app.command("show")
@@ -118,7 +138,11 @@ def profiles_show(name: str) -> None:
 
 
 @app.command("plan")
-def plan(file: SiteFile, device: Annotated[str | None, typer.Option(help="Only this device.")] = None) -> None:
+def plan(
+    file: SiteFile,
+    device: Annotated[str | None, typer.Option(help="Only this device.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per bus and line.")] = False,
+) -> None:
     """Show how each device's registers are coalesced into requests, and the wire cost of a poll cycle."""
     from gateway.acquisition.planner import (
         one_request_per_item,
@@ -129,17 +153,26 @@ def plan(file: SiteFile, device: Annotated[str | None, typer.Option(help="Only t
     )
 
     site = load_or_exit(file)
+
+    def show(*args: Any, **kw: Any) -> None:
+        if not as_json:
+            out.print(*args, **kw)
+
     for bus in site.config.buses:
         devices = [d for d in site.devices_on(bus.name) if device in (None, d.name)]
         if not devices:
             continue
         if not isinstance(bus, RtuBus | TcpBus | RtuOverTcpBus):
             names = ", ".join(d.name for d in devices)
-            out.print(f"[bold]bus {bus.name}[/] (serial frames, {bus.baudrate} baud): {names} — sensor pushes frames")
+            show(f"[bold]bus {bus.name}[/] (serial frames, {bus.baudrate} baud): {names} — sensor pushes frames")
+            if as_json:
+                print(json.dumps({"bus": bus.name, "type": bus.type, "baudrate": bus.baudrate,
+                                  "devices": [{"device": d.name, "profile": d.profile.name} for d in devices]}))
             continue
         framing = tcp_bytes if isinstance(bus, TcpBus) else rtu_bytes
-        out.print(f"[bold]bus {bus.name}[/] ({bus.type}{_baud(bus)})")
+        show(f"[bold]bus {bus.name}[/] ({bus.type}{_baud(bus)})")
         cycle, naive_cycle = [], []
+        doc: dict[str, Any] = {"bus": bus.name, "type": bus.type, "devices": []}
         for d in devices:
             reqs = plan_profile(d.profile)
             naive = one_request_per_item(d.profile)
@@ -147,30 +180,42 @@ def plan(file: SiteFile, device: Annotated[str | None, typer.Option(help="Only t
             naive_cycle += naive
             nbytes = sum(sum(framing(r)) for r in reqs)
             nbytes_naive = sum(sum(framing(r)) for r in naive)
-            out.print(f"  device {d.name} (profile {d.profile.name}, address {d.config.address}): "
+            show(f"  device {d.name} (profile {d.profile.name}, address {d.config.address}): "
                       f"{_n(len(reqs), 'request')}, {nbytes} bytes per poll (one per channel: "
                       f"{_n(len(naive), 'request')}, {nbytes_naive} bytes)")
             c = d.config
             tries = c.retries + 1
             word = "try" if tries == 1 else "tries"
-            out.print(f"    shaped by max_registers_per_request {d.profile.max_registers_per_request}, max_gap "
+            show(f"    shaped by max_registers_per_request {d.profile.max_registers_per_request}, max_gap "
                       f"{d.profile.max_gap}; if dead: {c.timeout_s:g} s x {tries} {word} = {c.timeout_s * tries:g} s "
                       f"of every {c.poll_interval_s:g} s poll interval, then one try per probe", soft_wrap=True)
             table = Table("fc", "start", "count", "channels", box=None, padding=(0, 2))
             for r in reqs:
                 carried = [getattr(it, "channel", f"status@{it.address}") for it in r.items]
                 table.add_row(str(r.function), f"{r.address} (0x{r.address:04X})", str(r.count), " ".join(carried))
-            out.print(table)
+            show(table)
+            doc["devices"].append({
+                "device": d.name, "profile": d.profile.name, "address": c.address, "bytes": nbytes,
+                "requests": [{"function": r.function, "address": r.address, "count": r.count,
+                              "channels": [getattr(it, "channel", f"status@{it.address}") for it in r.items]}
+                             for r in reqs],
+                "one_per_channel": {"requests": len(naive), "bytes": nbytes_naive},
+                "max_registers_per_request": d.profile.max_registers_per_request, "max_gap": d.profile.max_gap,
+                "dead_cost_s": c.timeout_s * tries, "poll_interval_s": c.poll_interval_s})
         total = sum(sum(framing(r)) for r in cycle)
         line = f"  cycle: {_n(len(cycle), 'request')}, {total} bytes on the wire"
+        doc["cycle"] = {"requests": len(cycle), "bytes": total}
         if not isinstance(bus, TcpBus):
             # RTU over TCP: the serial side's framing is unknown here; 10-bit characters (8N1), as the link paces
             bits = 10 if isinstance(bus, RtuOverTcpBus) else 1 + bus.bytesize + (bus.parity != "N") + bus.stopbits
             wire = rtu_wire_time_s(cycle, bus.baudrate, bits) * 1000
             naive_wire = rtu_wire_time_s(naive_cycle, bus.baudrate, bits) * 1000
+            doc["cycle"] |= {"wire_ms": round(wire, 1), "baudrate": bus.baudrate, "bits_per_character": bits}
             line += (f", {wire:.1f} ms at {bus.baudrate} baud, {bits} bits per character (one request per channel: "
                      f"{_n(len(naive_cycle), 'request')}, {naive_wire:.1f} ms)")
-        out.print(line)
+        show(line)
+        if as_json:
+            print(json.dumps(doc, ensure_ascii=False))
 
 
 def _n(count: int, noun: str) -> str:
@@ -187,7 +232,8 @@ def _baud(bus: RtuBus | TcpBus | RtuOverTcpBus) -> str:
 def read(
     file: SiteFile,
     device: Annotated[list[str] | None, typer.Option(help="Only this device (repeatable).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per device, one per line.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per device and line, in the MQTT data "
+                                          "payload's shape.")] = False,
 ) -> None:
     """Poll every device once and print each channel with value, unit and data flag."""
     from gateway.acquisition.poller import Acquisition
@@ -200,8 +246,14 @@ def read(
             raise typer.Exit(2)
     readings = asyncio.run(Acquisition(site, lambda _r: None).poll_once(device))
     if as_json:
+        from gateway.sinks.contract import data_payload
+        from gateway.store.records import ReadingRecord
+
         for r in readings:
-            print(json.dumps(r.as_json(), ensure_ascii=False))
+            # the MQTT data payload (gateway.sinks.contract); `seq` is null: this reading is not in a durable log
+            body = json.loads(data_payload(ReadingRecord(0, r.ts, r.site, 0, r)))
+            body["seq"] = None
+            print(json.dumps(body, ensure_ascii=False))
     else:
         from gateway.core.localtime import zone
         from gateway.display import readings_table
@@ -267,6 +319,7 @@ def scan(
     function: Annotated[int, typer.Option(help="Read function to probe with (3 or 4).")] = 3,
     address: Annotated[int, typer.Option(help="Register to probe.")] = 0,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each id.")] = 0.2,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object at the end: what answered, where.")] = False,
 ) -> None:
     """Find which slave ids answer on a line, at each baud rate and parity given. Any answer, even a Modbus
     exception, means a device is there. Progress on stderr, a summary at the end."""
@@ -345,6 +398,16 @@ def scan(
     tried = f"{len(buses)} setting{'s' if len(buses) > 1 else ''} x {len(id_list)} ids" if serial else \
         f"{len(id_list)} ids"
     took = f"{tried} in {time.monotonic() - started:.0f} s"
+    if as_json:
+        print(json.dumps({
+            "where": f"{port}" if port is not None else tcp, "ids": len(id_list),
+            "settings": [setting(b) for b in buses] if serial else [],
+            "seconds": round(time.monotonic() - started, 1),
+            "found": [{"id": i, "setting": where or None, "answer": what, "device": "garbled" not in what}
+                      for where, i, what in found]}, ensure_ascii=False))
+        if not found:
+            raise typer.Exit(1)
+        return
     if not found:
         out.print(f"no device answered on {ids} (function {function}, register {address}, timeout {timeout:g} s; "
                   f"{took})")

@@ -1,6 +1,8 @@
-"""`plume read` and `plume plan` while commissioning (issue 14, findings 10 and 12): a dead device is one clear line
-with what to check, not the same note on every channel; the plan shows what a dead device costs a poll cycle and
-what shaped the requests; RTU over TCP counts the same 10-bit characters as the link's inter-frame pause."""
+"""`plume read`, `plan` and `scan` while commissioning (issue 14, findings 10, 11 and 12): a dead device is one
+clear line with what to check, not the same note on every channel; the plan shows what a dead device costs a poll
+cycle and what shaped the requests; RTU over TCP counts the same 10-bit characters as the link's inter-frame pause;
+scan tries several line settings with progress and a summary; `--json` everywhere, `read --json` in the MQTT
+payload's shape."""
 
 from __future__ import annotations
 
@@ -88,3 +90,40 @@ def test_scan_on_modbus_tcp_has_a_summary_and_no_serial_hints(tmp_path, procs):
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.strip().splitlines()[-1].startswith("found 1 device: id 1 (3 ids in "), r.stdout
     assert "baud" not in r.stdout + r.stderr and "parity" not in r.stdout + r.stderr
+
+
+def test_json_output_of_config_check_plan_scan_profiles_and_read_in_the_mqtt_shape(tmp_path, procs):
+    import json
+
+    port = free_port()
+    start_sim(procs, write(tmp_path / "sim.yaml", SIM, port=port), tmp_path)
+    site = write(tmp_path / "site.yaml", SITE, port=port)
+
+    r = plume("config", "check", "--json", str(site))
+    doc = json.loads(r.stdout)
+    assert r.returncode == 0 and doc["ok"] is True and doc["summary"] == "ok"
+    assert doc["warnings"] and doc["warnings"][0].startswith("sinks: none")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("site: {id: s}\ndevices:\n  - {name: d, bus: nowhere}\n", encoding="utf-8")
+    r = plume("config", "check", "--json", str(bad))
+    doc = json.loads(r.stdout)
+    assert r.returncode == 2 and doc["ok"] is False
+    assert doc["problems"][0] == {"path": "devices[0].bus", "message": "no bus named 'nowhere' (buses: none defined)",
+                                  "line": 3}, doc
+
+    (bus,) = [json.loads(ln) for ln in plume("plan", "--json", str(site)).stdout.splitlines()]
+    assert bus["bus"] == "lan" and [d["device"] for d in bus["devices"]] == ["dust-1", "dust-9"]
+    assert bus["devices"][1]["dead_cost_s"] == 0.6 and bus["devices"][0]["max_gap"] >= 0
+
+    r = plume("scan", "--json", "--tcp", f"127.0.0.1:{port}", "--ids", "1-2", "--timeout", "0.2")
+    doc = json.loads(r.stdout)
+    assert [f["id"] for f in doc["found"] if f["device"]] == [1] and doc["ids"] == 2
+
+    profiles = [json.loads(ln) for ln in plume("profiles", "list", "--json").stdout.splitlines()]
+    assert "dust-monitor" in {p["profile"] for p in profiles} and all(p["channels"] for p in profiles)
+
+    lines = [json.loads(ln) for ln in plume("read", "--json", str(site)).stdout.splitlines()]
+    good, dead = lines
+    assert set(good) >= {"v", "site", "device", "kind", "seq", "ts", "ok", "values"} and good["ok"] is True
+    assert good["v"] == 1 and good["seq"] is None and set(good["values"]["pm10"]) >= {"value", "unit", "flag"}
+    assert dead["ok"] is False and "no answer" in dead["error"], dead
