@@ -420,6 +420,46 @@ def scan(
               f"{': ' + ', '.join(answered) if answered else ''} ({took})")
 
 
+@app.command("init")
+def init(
+    file: Annotated[Path, typer.Argument(help="The site file to write.", show_default=False)] = Path("site.yaml"),
+    site_id: Annotated[str, typer.Option("--site-id", help="The site's id.")] = "my-site",
+    timezone: Annotated[str, typer.Option("--timezone", help="IANA zone of the site.")] = "Asia/Shanghai",
+    port: Annotated[str, typer.Option(help="Serial port of the RS-485 line.")] = "/dev/ttyUSB0",
+    tcp: Annotated[str | None, typer.Option(help="HOST:PORT of a Modbus TCP device instead of a serial line.")] = None,
+    baudrate: Annotated[int, typer.Option(help="Baud rate of the line.")] = 9600,
+    parity: Annotated[str, typer.Option(help="N, E or O.")] = "N",
+    device: Annotated[list[str] | None, typer.Option(
+        help="NAME:PROFILE:ADDRESS of a device (repeatable), e.g. dust-1:dust-monitor:1.")] = None,
+    force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a commented starter site file (site, zone, one bus, devices), checked before it is written."""
+    from gateway.site.load import parse_site
+    from gateway.site.starter import StarterDevice, starter_site
+    from gateway.yamlio import load_yaml_text
+
+    devices: list[StarterDevice] = []
+    for spec in device or []:
+        name, _, rest = spec.partition(":")
+        profile, _, address = rest.partition(":")
+        if not name or not profile or not address.isdigit():
+            raise typer.BadParameter(f"--device {spec!r}: use NAME:PROFILE:ADDRESS, e.g. dust-1:dust-monitor:1")
+        devices.append(StarterDevice(name, profile, int(address)))
+    if file.exists() and not force:
+        err.print(f"{file} exists; --force overwrites it")
+        raise typer.Exit(2)
+    text = starter_site(site_id, timezone, port=None if tcp else port, tcp=tcp, baudrate=baudrate,
+                        parity=parity.upper(), devices=devices)
+    try:
+        parse_site(load_yaml_text(text), file.resolve())
+    except ConfigError as exc:
+        for line in exc.problems:
+            err.print(f"cannot write {file}: {line}", soft_wrap=True)
+        raise typer.Exit(2) from None
+    file.write_text(text, encoding="utf-8")
+    out.print(f"wrote {file}: edit it, then `plume config check {file}`")
+
+
 @app.command("demo")
 def demo(
     file: Annotated[Path | None, typer.Argument(help="Site file (default: the example simulated site).")] = None,
