@@ -62,11 +62,17 @@ def run_command(
 
 
 async def _run(site: object, metrics_port: int | None, metrics_host: str) -> int:
+    """Run the gateway until SIGTERM/SIGINT. SIGHUP (`systemctl reload plume`) reloads the site file: a file that
+    does not load is refused with every problem and the running configuration goes on; a valid one replaces it -
+    acquisition finishes the polls in flight, the log commits them, sinks hand over through their cursors, then
+    the gateway starts again on the new file, in the same process and on the same log."""
     import asyncio
     import logging
     import signal
 
+    from gateway.config import ConfigError
     from gateway.pipeline.gateway import FatalError, Gateway
+    from gateway.site.load import load_site
     from gateway.site.model import Site
 
     assert isinstance(site, Site)
@@ -74,28 +80,64 @@ async def _run(site: object, metrics_port: int | None, metrics_host: str) -> int
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
+    current: Site = site
+    pending: list[Site] = []
+    run_stop = asyncio.Event()
+    gateway: Gateway | None = None
 
     def on_signal(sig: signal.Signals) -> None:
         if not stop.is_set():
             log.info("%s: stopping (flushing the log, letting sinks deliver)", sig.name)
             stop.set()
+            run_stop.set()
         else:
             log.warning("%s again: stopping now", sig.name)
             if main is not None:
                 main.cancel()
 
+    def on_hup() -> None:
+        if stop.is_set():
+            return
+        path = current.path
+        try:
+            new = load_site(path)
+        except ConfigError as exc:
+            log.error("SIGHUP: %s has %d problem%s; the gateway keeps running the previous configuration:", path,
+                      len(exc.problems), "" if len(exc.problems) == 1 else "s")
+            for line in exc.problems:
+                log.error("%s: %s", path, line)
+            return
+        for line in new.warnings:
+            log.warning("%s: %s", path, line)
+        log.info("SIGHUP: %s is valid; applying it (polls in flight finish, the log commits them)", path)
+        pending[:] = [new]
+        if gateway is not None:
+            gateway.reloading = True
+        run_stop.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
-    # every log consumer of the site file (sinks, webhooks, HJ 212 uplinks) comes from the one wiring table
-    gateway = Gateway(site, metrics_port=metrics_port, metrics_host=metrics_host)
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
+    for line in current.warnings:
+        log.warning("%s: %s", current.path, line)
     try:
-        await gateway.run(stop)
-    except FatalError as exc:
-        log.critical("%s", exc)
-        return exc.code
-    except asyncio.CancelledError:
-        return 130
-    return 0
+        while True:
+            # every log consumer of the site file (sinks, webhooks, HJ 212 uplinks) comes from the one wiring table
+            gateway = Gateway(current, metrics_port=metrics_port, metrics_host=metrics_host)
+            try:
+                await gateway.run(run_stop)
+            except FatalError as exc:
+                log.critical("%s", exc)
+                return exc.code
+            except asyncio.CancelledError:
+                return 130
+            if stop.is_set() or not pending:
+                return 0
+            current = pending.pop()
+            run_stop = asyncio.Event()
+            log.info("reloaded %s", current.path)
+    finally:
+        loop.remove_signal_handler(signal.SIGHUP)
 
 
 if __name__ == "__main__":

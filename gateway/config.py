@@ -6,6 +6,8 @@ span fields (names, bus membership, addresses, profiles) and reports every probl
 
 from __future__ import annotations
 
+import re
+from functools import cache
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -14,6 +16,7 @@ from pydantic import Field, ValidationError, field_validator
 from gateway.alarms.actuation import ActuatorConfig
 from gateway.alarms.rules import Rule, RulePackRef
 from gateway.alarms.webhooks import NotifyConfig
+from gateway.config_text import did_you_mean, human_message
 from gateway.core.strict import NAME, Strict
 from gateway.hj212.config import UplinkConfig
 from gateway.processing.cems import StackConfig
@@ -144,11 +147,34 @@ class SiteConfig(Strict):
 
 
 class ConfigError(Exception):
-    """A site file that cannot be used; `problems` are `path: message` lines."""
+    """A site file that cannot be used; `problems` are `path: message` lines; `lines` the line of the file each
+    problem's path starts at (None where unknown), when the loader knew the file's text."""
 
-    def __init__(self, problems: list[str]):
+    def __init__(self, problems: list[str], lines: list[int | None] | None = None):
         super().__init__("\n".join(problems))
         self.problems = problems
+        self.lines = lines or [None] * len(problems)
+
+    def located(self) -> list[str]:
+        """`path: message (line N)` lines."""
+        return [p if n is None else f"{p} (line {n})" for p, n in zip(self.problems, self.lines, strict=False)]
+
+
+_PATH_TOKEN = re.compile(r"([A-Za-z_][\w-]*)|\[(\d+)\]")
+
+
+def problem_line(problem: str, index: dict[tuple[str | int, ...], int]) -> int | None:
+    """The line of the longest prefix of a problem's `path` (`devices[1].registers[0].type: ...`) in `index`."""
+    head = problem.split(": ", 1)[0].split(" ", 1)[0]
+    parts: list[str | int] = []
+    for m in _PATH_TOKEN.finditer(head):
+        parts.append(m.group(1) if m.group(1) is not None else int(m.group(2)))
+    while parts:
+        line = index.get(tuple(parts))
+        if line is not None:
+            return line
+        parts.pop()
+    return None
 
 
 _TAGS: dict[str, tuple[str, ...]] = {"buses": BUS_TYPES, "sinks": SINK_TYPES}
@@ -169,14 +195,51 @@ def format_loc(loc: tuple[int | str, ...]) -> str:
 
 
 def pydantic_problems(exc: ValidationError, prefix: str = "") -> list[str]:
-    lines = []
+    """Every error as one `path: sentence` line (gateway.config_text). The same mistake in several entries of a
+    list (`type: float32` on every register) is one line naming the others."""
+    found: dict[tuple[str, str], list[str]] = {}
     for e in exc.errors():
         path = format_loc(tuple(e["loc"]))
-        msg = e["msg"].removeprefix("Value error, ")
-        if e["type"] == "extra_forbidden":
-            msg = "unknown key (typo?)"
-        lines.append(f"{prefix}{path}: {msg}")
+        msg = human_message(e)
+        if e["type"] == "extra_forbidden" and e["loc"] and isinstance(e["loc"][-1], str):
+            guess = did_you_mean(e["loc"][-1], _field_names() - {e["loc"][-1]})
+            if guess is not None:
+                msg = f"unknown key (typo? did you mean {guess}?)"
+        shape = re.sub(r"\[\d+\]", "[*]", path)
+        paths = found.setdefault((shape, msg), [])
+        if path not in paths:
+            paths.append(path)
+    lines: list[str] = []
+    for (_shape, msg), paths in found.items():
+        more = ""
+        if len(paths) > 1:
+            listed = ", ".join(paths[1:4]) + (", ..." if len(paths) > 4 else "")
+            more = f" (the same at {len(paths) - 1} more: {listed})"
+        lines.append(f"{prefix}{paths[0]}: {msg}{more}")
     return lines
+
+
+@cache
+def _field_names() -> frozenset[str]:
+    """Every key a site file or a profile may use (for `did you mean` on an unknown key)."""
+    from gateway.profile import Profile
+
+    names: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            props = node.get("properties")
+            if isinstance(props, dict):
+                names.update(props)
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(SiteConfig.model_json_schema())
+    walk(Profile.model_json_schema())
+    return frozenset(names)
 
 
 def site_schema() -> dict[str, Any]:

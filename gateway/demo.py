@@ -12,18 +12,20 @@ import shutil
 import signal
 import tempfile
 import time
-from datetime import UTC, datetime
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
-from gateway.acquisition.poller import Acquisition
+from gateway.acquisition.poller import Acquisition, DeviceHealth
 from gateway.alarms.events import AlarmEvent
+from gateway.core.localtime import clock_time, zone
 from gateway.core.model import DeviceReading
-from gateway.display import readings_table
+from gateway.display import compact_readings_table, time_header
 from gateway.site.load import assemble
 from gateway.site.model import Site
 from gateway.store.records import LogRecord, ReadingRecord
@@ -32,9 +34,14 @@ if TYPE_CHECKING:
     from gateway.localservers import Server
 
 
-def health_table(acq: Acquisition) -> Table:
-    table = Table("device", "bus", "polls", "ok %", "latency ms", "state", title="devices", box=None, padding=(0, 1))
-    for h in acq.health().values():
+def health_table(health: Iterable[DeviceHealth], device_width: int, width: int) -> Table:
+    """Devices: polls, success, latency, state; fixed column widths (the last error is cut to the terminal)."""
+    table = Table(title="devices", box=None, padding=(0, 1), expand=False)
+    for name, w in (("device", device_width), ("bus", 10), ("polls", 6), ("ok %", 5), ("latency ms", 10)):
+        table.add_column(name, width=w, no_wrap=True, overflow="ellipsis")
+    table.add_column("state", width=max(10, width - device_width - 10 - 6 - 5 - 10 - 12), no_wrap=True,
+                     overflow="ellipsis")
+    for h in health:
         state = "[green]online[/]" if h.online else f"[red]offline[/] {h.last_error}"
         lat = f"{h.last_latency_ms:.1f}" if h.last_latency_ms is not None else "—"
         table.add_row(h.device, h.bus, str(h.polls), f"{100 * h.success_rate:.0f}", lat, state)
@@ -90,7 +97,7 @@ def private_endpoints(site: Site, folder: Path) -> Site:
     return assemble(site.config.model_copy(update={"buses": buses}), site.path)
 
 
-def sinks_table(health: dict[str, Any]) -> Table:
+def sinks_table(health: Mapping[str, Any]) -> Table:
     table = Table("sink", "connected", "delivered", "waiting in the log", title="sinks", box=None, padding=(0, 1))
     for name, s in (health.get("sinks") or {}).items():
         table.add_row(name, "yes" if s.get("connected") else "[red]no[/]", str(s.get("delivered", 0)),
@@ -122,16 +129,54 @@ def script_victim(site: Site) -> str | None:
     return tcp[-1] if tcp else None
 
 
-def alarms_table(events: list[AlarmEvent]) -> Table:
-    table = Table("time", "event", "rule", "device", "message", title="alarm events (latest 6)", box=None,
-                  padding=(0, 1))
+def alarms_table(events: Sequence[AlarmEvent], tz: ZoneInfo, latest: int = 6, width: int = 160) -> Table:
+    """The latest alarm events, times on the site's clock (zone in the header); the message (which names the
+    device) is cut to the width."""
+    table = Table(title=f"alarm events (latest {latest})", box=None, padding=(0, 1), expand=False)
+    table.add_column(time_header(tz, events[-1].ts if events else None), width=14, no_wrap=True)
+    table.add_column("event", width=12, no_wrap=True)
+    table.add_column("rule", width=10, no_wrap=True, overflow="ellipsis")
+    table.add_column("message", width=max(20, width - 14 - 12 - 10 - 8), no_wrap=True, overflow="ellipsis")
     style = {"raised": "bold red", "cleared": "green", "acknowledged": "cyan", "renotify": "yellow"}
-    for e in events[-6:]:
-        stamp = datetime.fromtimestamp(e.ts / 1000, UTC).strftime("%H:%M:%S")
-        table.add_row(stamp, f"[{style.get(e.type, 'white')}]{e.type}[/]", e.rule, e.device or "—", e.message)
+    for e in events[-latest:] if latest > 0 else []:
+        table.add_row(clock_time(e.ts, tz), f"[{style.get(e.type, 'white')}]{e.type}[/]", e.rule, e.message)
     if not events:
-        table.add_row("", "none yet", "", "", "")
+        table.add_row("", "none yet", "", "")
     return table
+
+
+class LiveView:
+    """What `plume demo` shows while it runs: the latest reading of each device (one line each), the devices, the
+    sinks and the latest alarm events, sized to the terminal so that nothing is cut off at the bottom, with
+    column widths fixed for the run so the view does not jump between refreshes."""
+
+    def __init__(self, site: Site):
+        self.site = site
+        self.tz = zone(site.config.site.timezone)
+        self.order = [d.name for d in site.devices]
+        self.device_width = max(6, *(len(n) for n in self.order)) if self.order else 6
+
+    def render(self, latest: Mapping[str, DeviceReading], health: Iterable[DeviceHealth] | None,
+               sinks: Mapping[str, Any] | None, events: Sequence[AlarmEvent], width: int, height: int) -> Group:
+        devices = list(health) if health is not None else []
+        sink_rows = len((sinks or {}).get("sinks") or {}) if sinks is not None else 0
+        # fixed parts: every table's title and header, the devices, the sinks
+        fixed = 2 + (2 + len(devices) if health is not None else 0) + (2 + sink_rows if sinks is not None else 0) + 2
+        room = max(2, height - 1 - fixed)
+        n_alarms = min(6, max(1, room // 3))
+        readings = [latest[n] for n in self.order if n in latest]
+        shown = readings[:max(1, room - n_alarms)]
+        title = "latest readings (from the log)"
+        if len(shown) < len(readings):
+            title += f" (+{len(readings) - len(shown)} more devices not shown)"
+        parts: list[Table] = [compact_readings_table(shown, tz=self.tz, width=width, device_width=self.device_width,
+                                                     title=title)]
+        if health is not None:
+            parts.append(health_table(devices, self.device_width, width))
+        if sinks is not None:
+            parts.append(sinks_table(sinks))
+        parts.append(alarms_table(events, self.tz, n_alarms, width))
+        return Group(*parts)
 
 
 async def _demo(site: Site, duration: float | None, seed: int, console: Console, log_dir: Path,
@@ -182,15 +227,13 @@ async def _demo(site: Site, duration: float | None, seed: int, console: Console,
 
         health: dict[str, Any] = {}
 
+        live_view = LiveView(site)
+
         def view() -> Group:
-            order = [d.name for d in site.devices if d.name in latest]
-            parts: list[Table] = [readings_table([latest[n] for n in order], title="latest readings (from the log)")]
-            if isinstance(gw.source, Acquisition):
-                parts.append(health_table(gw.source))
-            if with_sinks:
-                parts.append(sinks_table(health))
-            parts.append(alarms_table(events))
-            return Group(*parts)
+            size = console.size
+            acq_health = gw.source.health().values() if isinstance(gw.source, Acquisition) else None
+            return live_view.render(latest, acq_health, health if with_sinks else None, events, size.width,
+                                    size.height)
 
         with Live(view(), console=console, refresh_per_second=2, transient=False) as live:
             while not stop.is_set() and not task.done():

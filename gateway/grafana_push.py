@@ -29,7 +29,9 @@ import yaml
 grafana_app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                           help="The Plume Grafana boards: push them to a Grafana server.")
 
-DEFAULT_KIT = Path(__file__).resolve().parents[1] / "grafana"
+# the boards ship inside the package (gateway/grafana_kit links to the repository's grafana/ folder), so a plain
+# `pip install` can push them
+DEFAULT_KIT = Path(__file__).resolve().parent / "grafana_kit"
 ONE_FOLDER = ("plume", "Plume")  # uid, title
 MESSAGE = "plume grafana push"
 
@@ -201,17 +203,17 @@ def push_cmd(
                                      show_default=False)],
     token_file: Annotated[Path, typer.Option("--token-file", help="File holding a Grafana service-account token.",
                                              show_default=False)],
-    folder_per_purpose: Annotated[bool, typer.Option(
-        "--folder-per-purpose/--one-folder",
-        help="One folder per purpose (overview, sites, stacks, alarms, operations), as the file provisioning "
-             "does; or every board in one folder 'Plume'.")] = True,
-    kit: Annotated[Path, typer.Option("--kit", help="The grafana/ folder of a Plume checkout (dashboards/ and "
-                                      "provisioning/).")] = DEFAULT_KIT,
+    one_folder: Annotated[bool, typer.Option(
+        "--one-folder",
+        help="Every board into one folder 'Plume' (default: one folder per purpose - overview, sites, stacks, "
+             "alarms, operations - as the file provisioning does).")] = False,
+    kit: Annotated[Path, typer.Option("--kit", help="A folder with dashboards/ and provisioning/ (default: the "
+                                      "boards installed with Plume).", show_default=False)] = DEFAULT_KIT,
     timeout_s: Annotated[float, typer.Option("--timeout-s", min=1, help="HTTP timeout per request.")] = 10.0,
 ) -> None:
     """Create or update the Plume dashboards in a Grafana (idempotent: fixed uids, overwrite)."""
     try:
-        boards = load_kit(kit, one_folder=not folder_per_purpose)
+        boards = load_kit(kit, one_folder=one_folder)
         token = read_token(token_file)
         api = connect(url, token, timeout_s)
         from grafana_client.client import GrafanaException

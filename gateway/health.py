@@ -205,6 +205,27 @@ class PrometheusCollector:
             c = CounterMetricFamily(f"plume_log_{key}", doc, labels=["site"])
             c.add_metric([site], lg[key])
             yield c
+        yield from alarm_metrics(site, snap.get("alarms"))
+
+
+def alarm_metrics(site: str, alarms: Mapping[str, Any] | None) -> Iterator[Any]:
+    """`plume_alarms_active` (count), `plume_alarm_active{rule,device,channel}` 1 per active alarm (an alarm id
+    is rule/device/channel/start; `-` for an empty device or channel) and `plume_alarm_events_total`."""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    if alarms is None:
+        return
+    count = GaugeMetricFamily("plume_alarms_active", "Alarms raised and not cleared now", labels=["site"])
+    count.add_metric([site], alarms.get("active", 0))
+    each = GaugeMetricFamily("plume_alarm_active", "1 for each alarm active now", labels=["site", "rule", "device",
+                                                                                          "channel"])
+    for alarm_id in alarms.get("ids", []):
+        rule, device, channel, _start = str(alarm_id).rsplit("/", 3)
+        each.add_metric([site, rule, "" if device == "-" else device, "" if channel == "-" else channel], 1.0)
+    events = CounterMetricFamily("plume_alarm_events", "Alarm events (raised, cleared, ...) since start",
+                                 labels=["site"])
+    events.add_metric([site], alarms.get("alarm_events", 0))
+    yield from (count, each, events)
 
 
 def serve_metrics(monitor: HealthMonitor, port: int, host: str = "127.0.0.1") -> Callable[[], None]:

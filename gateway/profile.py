@@ -11,7 +11,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from gateway.core.model import Flag
 from gateway.core.strict import Strict
@@ -32,8 +32,23 @@ class DataType(StrEnum):
     u64 = "u64"
     i64 = "i64"
     f64 = "f64"
+    f16 = "f16"  # IEEE 754 half precision (Telegraf FLOAT16)
+    u8h = "u8h"  # the high byte of a register (Telegraf UINT8H); u8l the low byte; i8h/i8l signed
+    u8l = "u8l"
+    i8h = "i8h"
+    i8l = "i8l"
     string = "string"
     bits = "bits"
+
+
+# Telegraf's modbus input names (and the obvious spellings) for the same types, so a register map written for
+# Telegraf needs no translation; matched case-insensitively.
+TYPE_ALIASES: dict[str, DataType] = {
+    "uint16": DataType.u16, "int16": DataType.i16, "uint32": DataType.u32, "int32": DataType.i32,
+    "uint64": DataType.u64, "int64": DataType.i64, "float16": DataType.f16, "float32": DataType.f32,
+    "float32-ieee": DataType.f32, "float64": DataType.f64, "float64-ieee": DataType.f64, "uint8h": DataType.u8h,
+    "uint8l": DataType.u8l, "int8h": DataType.i8h, "int8l": DataType.i8l, "bit": DataType.bits,
+}
 
 
 class Order(StrEnum):
@@ -49,6 +64,32 @@ class Order(StrEnum):
     DCBA = "DCBA"
 
 
+# Telegraf's byte orders: AB/BA for one register, ABCDEFGH... for four (the same rule as the 32-bit names)
+ORDER_ALIASES: dict[str, Order] = {
+    "AB": Order.ABCD, "BA": Order.BADC, "ABCDEFGH": Order.ABCD, "HGFEDCBA": Order.DCBA, "BADCFEHG": Order.BADC,
+    "GHEFCDAB": Order.CDAB,
+}
+
+
+def type_alias(v: Any) -> Any:
+    """A type name as written (f32, F32, FLOAT32, float32) -> the DataType; anything else is left to pydantic."""
+    if isinstance(v, str):
+        low = v.strip().lower()
+        if low in DataType.__members__:
+            return DataType(low)
+        return TYPE_ALIASES.get(low, v)
+    return v
+
+
+def order_alias(v: Any) -> Any:
+    if isinstance(v, str):
+        up = v.strip().upper()
+        if up in Order.__members__:
+            return Order(up)
+        return ORDER_ALIASES.get(up, v)
+    return v
+
+
 WORDS_PER_TYPE: dict[DataType, int] = {
     DataType.u16: 1,
     DataType.i16: 1,
@@ -59,7 +100,13 @@ WORDS_PER_TYPE: dict[DataType, int] = {
     DataType.u64: 4,
     DataType.i64: 4,
     DataType.f64: 4,
+    DataType.f16: 1,
+    DataType.u8h: 1,
+    DataType.u8l: 1,
+    DataType.i8h: 1,
+    DataType.i8l: 1,
 }
+BYTE_TYPES = (DataType.u8h, DataType.u8l, DataType.i8h, DataType.i8l)
 
 
 class Linear(Strict):
@@ -112,6 +159,14 @@ class RegisterSpec(Strict):
     def is_bit_function(self) -> bool:
         return self.function in (1, 2)
 
+    @property
+    def shares_register(self) -> bool:
+        """A bit or a byte of a register: other channels may live in the same register."""
+        return (self.type is DataType.bits and not self.is_bit_function) or self.type in BYTE_TYPES
+
+    _type_alias = field_validator("type", mode="before")(classmethod(lambda cls, v: type_alias(v)))
+    _order_alias = field_validator("order", mode="before")(classmethod(lambda cls, v: order_alias(v)))
+
     @model_validator(mode="after")
     def _consistent(self) -> RegisterSpec:
         if not CHANNEL_NAME.match(self.channel):
@@ -150,6 +205,9 @@ class StatusSpec(Strict):
     @property
     def words(self) -> int:
         return WORDS_PER_TYPE[self.type]
+
+    _type_alias = field_validator("type", mode="before")(classmethod(lambda cls, v: type_alias(v)))
+    _order_alias = field_validator("order", mode="before")(classmethod(lambda cls, v: order_alias(v)))
 
     @model_validator(mode="after")
     def _consistent(self) -> StatusSpec:

@@ -33,3 +33,29 @@ def load_yaml_text(text: str) -> Any:
 def load_yaml(path: Path) -> Any:
     with path.open(encoding="utf-8") as fh:
         return yaml.load(fh, Loader=_Loader)
+
+
+def line_index(text: str) -> dict[tuple[str | int, ...], int]:
+    """Where each key and list item of a YAML document starts: path (keys and indexes) -> 1-based line, so that a
+    problem found at `devices[1].name` can say which line of the file to look at. {} when the text is not YAML."""
+    try:
+        root = yaml.compose(text, Loader=_Loader)
+    except yaml.YAMLError:
+        return {}
+    out: dict[tuple[str | int, ...], int] = {}
+
+    def walk(node: yaml.Node, path: tuple[str | int, ...]) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                sub = (*path, str(k.value))
+                out[sub] = k.start_mark.line + 1
+                walk(v, sub)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                sub = (*path, i)
+                out[sub] = item.start_mark.line + 1
+                walk(item, sub)
+
+    if root is not None:
+        walk(root, ())
+    return out

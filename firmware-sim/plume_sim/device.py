@@ -161,7 +161,7 @@ class SimDevice:
         for it in items:
             if isinstance(it, RegisterSpec):
                 words = encode_value(it, vals[it.channel])
-                merge = it.type is DataType.bits and not it.is_bit_function
+                merge = it.shares_register  # a bit or a byte: OR it into the register
             else:
                 raw = self.status_raw(status.index(it))
                 words = bytes_to_words(raw.to_bytes(2 * it.words, "big"), it.order)

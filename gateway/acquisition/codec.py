@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 
 from gateway.core.model import ChannelValue, Flag, worst_flag
-from gateway.profile import DataType, Order, RegisterSpec, StatusSpec
+from gateway.profile import BYTE_TYPES, DataType, Order, RegisterSpec, StatusSpec
 
 _STRUCT: dict[DataType, struct.Struct] = {
     DataType.u16: struct.Struct(">H"),
@@ -23,9 +23,12 @@ _STRUCT: dict[DataType, struct.Struct] = {
     DataType.u64: struct.Struct(">Q"),
     DataType.i64: struct.Struct(">q"),
     DataType.f64: struct.Struct(">d"),
+    DataType.f16: struct.Struct(">e"),
     DataType.bits: struct.Struct(">H"),
 }
-_FLOATS = (DataType.f32, DataType.f64)
+_FLOATS = (DataType.f32, DataType.f64, DataType.f16)
+_HIGH = (DataType.u8h, DataType.i8h)
+_SIGNED_BYTE = (DataType.i8h, DataType.i8l)
 
 
 def words_to_bytes(words: Sequence[int], order: Order) -> bytes:
@@ -61,6 +64,9 @@ def decode_raw(spec: RegisterSpec, words: Sequence[int]) -> int | float | str:
         word = words_to_bytes(words[:1], spec.order)
         return (int.from_bytes(word, "big") >> (spec.bit or 0)) & 1
     raw = words_to_bytes(words[: spec.words], spec.order)
+    if spec.type in BYTE_TYPES:
+        byte = raw[0] if spec.type in _HIGH else raw[1]
+        return byte - 256 if spec.type in _SIGNED_BYTE and byte > 127 else byte
     if spec.type is DataType.string:
         return raw.split(b"\x00", 1)[0].decode("latin-1").strip()
     value: int | float = _STRUCT[spec.type].unpack(raw)[0]
@@ -143,6 +149,9 @@ def encode_raw(spec: RegisterSpec, raw: int | float | str) -> list[int]:
     if spec.type is DataType.string:
         data = str(raw).encode("latin-1")[: 2 * spec.words].ljust(2 * spec.words, b"\x00")
         return bytes_to_words(data, spec.order)
+    if spec.type in BYTE_TYPES:
+        byte = int(raw) & 0xFF
+        return bytes_to_words(bytes([byte, 0]) if spec.type in _HIGH else bytes([0, byte]), spec.order)
     st = _STRUCT[spec.type]
     return bytes_to_words(st.pack(raw), spec.order)
 
@@ -155,6 +164,10 @@ _INT_LIMITS: dict[DataType, tuple[int, int]] = {
     DataType.u64: (0, 0xFFFFFFFFFFFFFFFF),
     DataType.i64: (-0x8000000000000000, 0x7FFFFFFFFFFFFFFF),
     DataType.bits: (0, 1),
+    DataType.u8h: (0, 0xFF),
+    DataType.u8l: (0, 0xFF),
+    DataType.i8h: (-0x80, 0x7F),
+    DataType.i8l: (-0x80, 0x7F),
 }
 
 
@@ -165,6 +178,8 @@ def raw_for(spec: RegisterSpec, value: float) -> int | float:
         raw: float = lin.raw_min + (value - lin.eng_min) / (lin.eng_max - lin.eng_min) * (lin.raw_max - lin.raw_min)
     else:
         raw = (value - spec.offset) / spec.scale
+    if spec.type is DataType.f16:
+        return min(65504.0, max(-65504.0, raw)) if math.isfinite(raw) else raw  # the largest half-precision value
     if spec.type in _FLOATS:
         return raw
     if not math.isfinite(raw):

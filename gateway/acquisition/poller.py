@@ -143,6 +143,13 @@ class ModbusBusWorker:
         self._link_backoff = 0.5
         self._writes: deque[tuple[DeviceState, int, int, int, asyncio.Future[str | None]]] = deque()
         self._wake = asyncio.Event()
+        self._draining = False
+        self.idle = asyncio.Event()  # set once draining and no poll is in flight
+
+    def drain(self) -> None:
+        """Start no new poll; `idle` is set when the one in flight (if any) has been emitted."""
+        self._draining = True
+        self._wake.set()
 
     def write(self, dev: DeviceState, function: int, address: int, value: int) -> asyncio.Future[str | None]:
         """Queue one write; the future gives None when the device confirmed it, else what went wrong."""
@@ -172,6 +179,9 @@ class ModbusBusWorker:
             d.schedule_first(loop.time())
         try:
             while True:
+                if self._draining:
+                    self.idle.set()
+                    await asyncio.Event().wait()  # until cancelled
                 if self._writes:
                     await self._do_writes()
                 dev = min(self.devices, key=lambda d: d.due)
@@ -353,6 +363,13 @@ class Acquisition:
             if any(d is state for d in w.devices):
                 return await w.write(state, function, address, value)
         return f"device {device} is not on a Modbus bus"
+
+    async def drain(self) -> None:
+        """Let the Modbus polls in flight finish and start no new ones (a graceful stop or a reload loses no
+        answer a device already gave); frame sensors are reported on schedule and have nothing in flight."""
+        for w in self.modbus_workers:
+            w.drain()
+        await asyncio.gather(*(w.idle.wait() for w in self.modbus_workers))
 
     def link_reconnects(self) -> dict[str, int]:
         return {w.bus.name: w.link.reconnects for w in self.modbus_workers}

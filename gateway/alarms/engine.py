@@ -37,7 +37,7 @@ from gateway.alarms.rules import (
     SinkProblemRule,
     ThresholdRule,
 )
-from gateway.core.localtime import day_start, local, local_date, parse_period
+from gateway.core.localtime import day_start, local_date, local_stamp, parse_period
 from gateway.core.model import DeviceReading, Flag
 from gateway.core.patterns import matches
 from gateway.processing import units
@@ -421,7 +421,7 @@ class AlarmEngine:
         return out
 
     def _hhmm(self, ms: int) -> str:
-        return local(ms, self.tz).strftime("%Y-%m-%d %H:%M")
+        return local_stamp(ms, self.tz)
 
     def _message(self, rule: Rule, ev_type: EventType, device: str, channel: str, s: _Sample, start: int,
                  peak: float | None = None) -> str:

@@ -26,7 +26,7 @@ from pydantic import Field, SecretStr, model_validator
 
 from gateway.alarms.events import AlarmEvent, EventType
 from gateway.alarms.rules import NAME, SEVERITY_RANK, Severity
-from gateway.core.localtime import local
+from gateway.core.localtime import local_stamp
 from gateway.core.patterns import matches
 from gateway.core.secrets import cut, safe_url
 from gateway.core.secrets import redact as redact_text
@@ -142,7 +142,7 @@ def lines(ev: AlarmEvent, tz: ZoneInfo, language: str = "en", site_name: str = "
         out.append(f"{lb['peak']}: {_num(ev.peak)}{unit}")
     if ev.count is not None:
         out.append(f"{lb['count']}: {ev.count}")
-    out.append(f"{lb['since']}: {local(ev.start, tz).strftime('%Y-%m-%d %H:%M')}")
+    out.append(f"{lb['since']}: {local_stamp(ev.start, tz)}")
     if ev.by:
         out.append(f"{lb['by']}: {ev.by}")
     if ev.standard:

@@ -124,3 +124,22 @@ def in_daily(minute: int, span: tuple[int, int]) -> bool:
     """Is the local minute-of-day inside [start, end) of a daily span (wrapping past midnight)?"""
     a, b = span
     return a <= minute < b if a < b else (minute >= a or minute < b)
+
+
+def utc_offset_label(ts: int, tz: ZoneInfo) -> str:
+    """`UTC+08:00`, `UTC+05:45`, `UTC-05:00`, or `UTC`: the zone mark on every time a person reads."""
+    off = offset_ms(ts, tz) // 60_000
+    if off == 0:
+        return "UTC"
+    sign = "+" if off > 0 else "-"
+    return f"UTC{sign}{abs(off) // 60:02d}:{abs(off) % 60:02d}"
+
+
+def clock_time(ts: int, tz: ZoneInfo) -> str:
+    """`21:42:57`: the local wall clock time (for a table whose header carries the zone)."""
+    return local(ts, tz).strftime("%H:%M:%S")
+
+
+def local_stamp(ts: int, tz: ZoneInfo, seconds: bool = False) -> str:
+    """`2026-12-02 21:42 UTC+08:00`: a local time with its zone, for a message read on its own."""
+    return local(ts, tz).strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M") + " " + utc_offset_label(ts, tz)

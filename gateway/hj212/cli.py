@@ -179,6 +179,8 @@ def packet_from_json(d: Any, tz: ZoneInfo) -> Packet:
 
 @hj212_app.command("encode")
 def encode_cmd(
+    packet_json: Annotated[str | None, typer.Argument(help="The packet as JSON (or --json, or stdin).",
+                                                      show_default=False)] = None,
     json_in: Annotated[str | None, typer.Option("--json", help="The packet as JSON (default: read stdin).",
                                                 show_default=False)] = None,
     do_split: Annotated[bool, typer.Option("--split", help="Split a CP too long for one packet into "
@@ -188,7 +190,11 @@ def encode_cmd(
     """Build a packet from JSON, e.g. {"st": 39, "cn": 2011, "pw": "AbC123", "mn": "...", "answer": true,
     "cp": {"DataTime": "20240101120000", "a34002-Rtd": "45.0", "a34002-Flag": "N"}}. Prints the packet
     (CR LF included)."""
-    text = json_in if json_in is not None else sys.stdin.read()
+    if packet_json is not None and json_in is not None:
+        print("give the JSON once: as the argument or with --json", file=sys.stderr)
+        raise typer.Exit(2)
+    given = packet_json if packet_json is not None else json_in
+    text = given if given is not None else sys.stdin.read()
     try:
         zone = ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError):

@@ -1,7 +1,8 @@
 """Site-file section `uplinks`: the regulator platforms this gateway reports to over HJ 212, as a data logger.
 
 One entry per platform (city and province at once is two entries). The password is refused at config check when
-it is a factory default or guessable (123456, 000000, abc123, ...): a platform that accepts it accepts anybody.
+it is a factory default or guessable (123456, 000000, abc123, ...): a platform that accepts it accepts anybody. The
+platform assigns the password, though: `pw_assigned_by_platform: true` uses it anyway, with a warning.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import itertools
 import re
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 from gateway.core.strict import NAME, Strict
 
@@ -79,8 +80,10 @@ class UplinkConfig(Strict):
     port: int = Field(ge=1, le=65535)
     mn: str = Field(pattern=r"^[A-Za-z0-9]{1,24}$", description="MN: the monitoring point's number (24 characters "
                     "in HJ 212-2017), assigned by the platform.")
+    pw_assigned_by_platform: bool = Field(False, description="The platform assigned this PW: use it even when it is "
+                                          "a common one (123456...); config check and plume run warn.")
     pw: SecretStr = Field(description="PW assigned by the platform (use ${ENV_VAR}); defaults such as 123456 are "
-                          "refused.")
+                          "refused unless pw_assigned_by_platform.")
     st: str = Field("39", pattern=r"^\d{2}$", description="System code: 39 construction dust, 31 flue gas, 22 "
                     "ambient air, 27 VOCs.")
     version: Literal[2017, 2025] = Field(2017, description="HJ 212 edition (Flag version bits).")
@@ -114,11 +117,17 @@ class UplinkConfig(Strict):
 
     @field_validator("pw")
     @classmethod
-    def _pw(cls, v: SecretStr) -> SecretStr:
-        why = weak_password(v.get_secret_value())
-        if why is not None:
+    def _pw(cls, v: SecretStr, info: ValidationInfo) -> SecretStr:
+        pw = v.get_secret_value()
+        why = weak_password(pw)
+        if why is None:
+            return v
+        if not re.fullmatch(r"[A-Za-z0-9]{1,6}", pw):
             raise ValueError(why)
-        return v
+        if info.data.get("pw_assigned_by_platform"):
+            return v  # a warning at config check and at run (gateway.site.checks.site_warnings)
+        raise ValueError(f"{why} (if the platform assigned it, set `pw_assigned_by_platform: true` on this uplink to "
+                         "use it anyway, with a warning)")
 
     @field_validator("st", mode="before")
     @classmethod

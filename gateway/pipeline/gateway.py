@@ -125,6 +125,7 @@ class Gateway:
         self.source: Source | None = None
         self.monitor: HealthMonitor | None = None
         self.started = asyncio.Event()
+        self.reloading = False  # set before `stop` when a new configuration replaces this one (SIGHUP)
 
     def on_commit(self, callback: Callable[[list[LogRecord]], None]) -> None:
         self._listeners.append(callback)
@@ -247,7 +248,10 @@ class Gateway:
                             watched.discard(acquisition)
             finally:
                 stopper.cancel()
-            notifier.stopping("stopping: committing and delivering what is committed")
+            if self.reloading:
+                notifier.notify("RELOADING=1", "STATUS=reloading the site file")
+            else:
+                notifier.stopping("stopping: committing and delivering what is committed")
             await self._shutdown(acquisition, committer, sink_tasks, stage_task)
             if failure is not None:
                 raise FatalError(f"{what} failed: {failure}") from failure
@@ -264,6 +268,14 @@ class Gateway:
                         sink_tasks: list[asyncio.Task[None]], stage_task: asyncio.Task[Any]) -> None:
         assert self.log is not None
         lg = self.log
+        drain = getattr(self.source, "drain", None)
+        if drain is not None and not acquisition.done():
+            # the polls in flight finish (their answers were served: they are readings to keep), no new one starts
+            try:
+                async with asyncio.timeout(self.grace_s):
+                    await drain()
+            except TimeoutError:
+                log.info("stopping: a poll in flight did not finish within %.1f s", self.grace_s)
         acquisition.cancel()
         stage_task.cancel()
         await asyncio.gather(acquisition, stage_task, return_exceptions=True)

@@ -8,7 +8,23 @@ from __future__ import annotations
 from gateway.alarms.rules import OfflineRule, QualityRule, Rule, ThresholdRule, resolve_rules, windows_needed
 from gateway.core.localtime import parse_period
 from gateway.core.patterns import matches
+from gateway.hj212.config import weak_password
 from gateway.site.model import Site
+
+
+def site_warnings(site: Site) -> list[str]:
+    """What makes a site file usable but probably not what its author meant, as `path: message` lines."""
+    cfg = site.config
+    out: list[str] = []
+    if not cfg.sinks and not cfg.uplinks:
+        out.append("sinks: none: readings are committed to the durable log but delivered nowhere (add an mqtt or "
+                   "influx sink, or an HJ 212 uplink)")
+    for i, up in enumerate(cfg.uplinks):
+        why = weak_password(up.pw.get_secret_value())
+        if why is not None:
+            out.append(f"uplinks[{i}].pw: {why}; used because pw_assigned_by_platform is set: ask the platform for "
+                       "a stronger one")
+    return out
 
 
 def check_processing(site: Site) -> list[str]:

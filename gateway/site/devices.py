@@ -69,7 +69,7 @@ def _device_profile(dev: DeviceConfig, dirs: tuple[Path, ...], where: str, probl
         path = find_profile_file(dev.profile, dirs)
         if path is None:
             problems.append(f"{where}.profile: no profile {dev.profile!r} (a built-in name, a name in "
-                            "profiles_dir, or a path to a .yaml file; `plume profiles` lists the built-ins)")
+                            "profiles_dir, or a path to a .yaml file; `plume profiles list` lists the built-ins)")
             return None
         try:
             base = load_profile(str(path))

@@ -10,13 +10,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from gateway.config import ConfigError, SiteConfig, pydantic_problems
-from gateway.site.checks import check_alarms, check_processing, check_timezone, processing_warnings
+from gateway.config import ConfigError, SiteConfig, problem_line, pydantic_problems
+from gateway.site.checks import check_alarms, check_processing, check_timezone, processing_warnings, site_warnings
 from gateway.site.consumers import register_consumers
 from gateway.site.devices import resolve_devices
 from gateway.site.model import Site
+from gateway.site.partial import cross_check_rest
 from gateway.site.uplinks import check_uplinks
-from gateway.yamlio import load_yaml
+from gateway.yamlio import line_index, load_yaml_text
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -54,7 +55,9 @@ def parse_site(data: Any, path: Path) -> Site:
     try:
         cfg = SiteConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(pydantic_problems(exc)) from None
+        # the cross-checks of what the schema accepted too, so that one run shows every problem
+        rest = cross_check_rest(data, exc, lambda partial: assemble(partial, path))
+        raise ConfigError([*pydantic_problems(exc), *rest]) from None
     return assemble(cfg, path)
 
 
@@ -73,7 +76,7 @@ def assemble(cfg: SiteConfig, path: Path) -> Site:
                 *names["notify.webhooks"], *names["uplinks"], *route_problems]
     if problems:
         raise ConfigError(problems)
-    site.warnings = processing_warnings(site)
+    site.warnings = [*processing_warnings(site), *site_warnings(site)]
     return site
 
 
@@ -81,13 +84,18 @@ def load_site(path: Path | str) -> Site:
     """Read, validate and assemble the site file at `path`; raises ConfigError (one line per problem)."""
     path = Path(path)
     try:
-        data = load_yaml(path)
+        text = path.read_text(encoding="utf-8")
+        data = load_yaml_text(text)
     except FileNotFoundError:
         raise ConfigError([f"(file): {path} not found"]) from None
     except OSError as exc:
         raise ConfigError([f"(file): cannot read {path}: {exc.strerror}"]) from None
     except Exception as exc:  # yaml errors carry a line and column
         raise ConfigError([f"(file): {path} is not valid YAML: {' '.join(str(exc).split())}"]) from None
-    return parse_site(data, path)
+    try:
+        return parse_site(data, path)
+    except ConfigError as exc:
+        index = line_index(text)
+        raise ConfigError(exc.problems, [problem_line(p, index) for p in exc.problems]) from None
 
 

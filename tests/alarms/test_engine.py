@@ -43,7 +43,7 @@ def test_a_dust_burst_raises_exactly_one_alarm_and_clears_it_after():
                                                                                    T + 20 * S)
     assert (raised.site, raised.device, raised.channel, raised.rule, raised.window) == (
         "site", "dust-1", "pm10", "pm10-raw", "raw")
-    assert raised.message == "PM10 over 150: dust-1 pm10 160 ug/m3 > limit 150 ug/m3 since 2026-03-02 08:00"
+    assert raised.message == "PM10 over 150: dust-1 pm10 160 ug/m3 > limit 150 ug/m3 since 2026-03-02 08:00 UTC+08:00"
     # 130 is between clear (120) and limit: still active; 90 clears it
     assert (cleared.value, cleared.ts, cleared.peak, cleared.alarm_id) == (90.0, T + 60 * S, 210.0, raised.alarm_id)
     assert e.active() == []
@@ -81,7 +81,7 @@ def test_below_rule():
                                                                                                   1300])]
     events = feed(e, r)
     assert kinds(events) == ["raised", "cleared"] and events[0].message.endswith("< limit 1000 m3/h since "
-                                                                                 "2026-03-02 00:00")
+                                                                                 "2026-03-02 00:00 UTC")
 
 
 def test_bad_data_neither_raises_nor_clears():

@@ -99,7 +99,8 @@ def test_a_rule_that_could_never_fire_is_reported(monkeypatch):
 
 def test_a_bad_rule_is_reported_at_its_path(monkeypatch):
     assert broken(monkeypatch, (["rules", 0, "clear"], 200), (["rules", 1, "for"], 5)) == [
-        "rules[0]: clear 200 must not be above limit 150 (hysteresis)", "rules[1].for: unknown key (typo?)"]
+        "rules[0]: clear 200 must not be above limit 150 (hysteresis)",
+        "rules[1].for: unknown key (typo? did you mean for_s?)"]
 
 
 def test_the_pure_core_from_one_site_file(site):

@@ -50,7 +50,7 @@ def test_wecom_markdown_has_what_an_officer_needs():
     text = b["markdown"]["content"]
     for part in ("[ALARM] Particulate 15-minute average over the Shanghai limit", "Riverside Tower (riverside)",
                  "dust-1 / tsp", "Value: 0.85 mg/m3", "Limit: 0.8 mg/m3", "Window: 15m",
-                 "Since: 2026-03-02 08:00", "DB31/964-2016", f"Ref: {EV.idempotency_key}"):
+                 "Since: 2026-03-02 08:00 UTC+08:00", "DB31/964-2016", f"Ref: {EV.idempotency_key}"):
         assert part in text
     _, b = body(hook(template="wecom", mention=["13800000000"]))
     assert b["msgtype"] == "text" and b["text"]["mentioned_mobile_list"] == ["13800000000"]

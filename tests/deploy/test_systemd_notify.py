@@ -167,3 +167,35 @@ def test_plume_run_is_ready_pings_the_watchdog_and_says_stopping(systemd: FakeSy
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_plume_run_on_sighup_says_reloading_then_ready_and_keeps_running(systemd: FakeSystemd,
+                                                                         tmp_path: Path) -> None:
+    """`systemctl reload plume` (ExecReload sends SIGHUP): RELOADING=1, then READY=1 once the new file runs;
+    never STOPPING=1, which would tell systemd the service is going away."""
+    import signal
+
+    site = tmp_path / "site.yaml"
+    site.write_text(
+        "site: {id: t1}\n"
+        "buses: [{name: lan, type: tcp, host: 127.0.0.1, port: 1}]\n"
+        "devices: [{name: d1, bus: lan, address: 1, profile: dust-monitor, poll_interval_s: 1, timeout_s: 0.2}]\n"
+        f"store: {{dir: {tmp_path}/log}}\n")
+    env = {**os.environ, "NOTIFY_SOCKET": systemd.address}
+    plume = Path(sys.executable).parent / "plume"
+    proc = subprocess.Popen([str(plume), "run", str(site)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    systemd.sock.settimeout(30)  # a loaded machine takes seconds to start a Python process
+    try:
+        assert systemd.receive()[0] == "READY=1"
+        proc.send_signal(signal.SIGHUP)
+        assert systemd.receive()[0] == "RELOADING=1"
+        assert systemd.receive()[0] == "READY=1"
+        assert proc.poll() is None, "still running after the reload"
+        proc.send_signal(signal.SIGTERM)
+        assert systemd.receive()[0] == "STOPPING=1"
+        assert proc.wait(15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -52,6 +52,10 @@ def staged_root(tmp_path: Path) -> Path:
     plume.parent.mkdir(parents=True)
     plume.write_text("#!/bin/sh\nexit 0\n")
     plume.chmod(0o755)
+    kill = root / "bin/kill"  # ExecReload's /bin/kill (procps on the target system)
+    kill.parent.mkdir(parents=True)
+    kill.write_text("#!/bin/sh\nexit 0\n")
+    kill.chmod(0o755)
     return root
 
 
@@ -87,6 +91,8 @@ def test_hardening_directives() -> None:
     one = {k: v[-1] for k, v in d.items()}
     expected = {
         "Service.Type": "notify",
+        # `systemctl reload plume`: the gateway reloads the site file on SIGHUP (and keeps the old one if invalid)
+        "Service.ExecReload": "/bin/kill -HUP $MAINPID",
         "Service.NotifyAccess": "main",
         "Service.Restart": "always",
         "Service.User": "plume",

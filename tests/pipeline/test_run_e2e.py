@@ -296,8 +296,9 @@ def test_a_bad_site_file_exits_2_with_one_line_per_problem(tmp_path: Path, procs
     assert len(lines) == 2, lines
     # (the variant tag, e.g. ".mqtt", may still appear in the path: the config loader owns that formatting)
     assert lines[0].startswith(f"{site}: sinks[0].") and lines[0].endswith(
-        "port: Input should be less than or equal to 65535")
-    assert lines[1].startswith(f"{site}: sinks[1].") and lines[1].endswith("databse: unknown key (typo?)")
+        "port: must be at most 65535, got 99999")
+    assert lines[1].startswith(f"{site}: sinks[1].") and lines[1].endswith(
+        "databse: unknown key (typo? did you mean database?)")
     assert "Traceback" not in p.output()
 
 
