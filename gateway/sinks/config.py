@@ -57,6 +57,9 @@ class MqttSinkConfig(Strict):
     reconnect_min_s: float = Field(0.5, gt=0, le=600)
     reconnect_max_s: float = Field(60.0, gt=0, le=3600)
     health_interval_s: float = Field(30.0, ge=0, description="Publish health this often (0: never).")
+    availability: bool = Field(False, description="Publish a retained online/offline per device on "
+                               "{topic_prefix}/{site}/{device}/status.")
+    offline_after: int = Field(2, ge=1, le=1000, description="Failed polls in a row before a device is offline.")
 
     @field_validator("protocol", mode="before")
     @classmethod

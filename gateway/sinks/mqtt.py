@@ -33,6 +33,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway.alarms.records import AlarmRecord
 from gateway.processing.records import AggregateRecord
+from gateway.sinks.availability import Availability
 from gateway.sinks.backoff import Backoff, Outage
 from gateway.sinks.base import DeliveredHook, HealthProvider, SinkStatus
 from gateway.sinks.config import MqttSinkConfig
@@ -47,6 +48,7 @@ from gateway.sinks.contract import (
     alarm_events_topic,
     data_payload,
     data_topic,
+    device_status_topic,
     health_topic,
     json_payload,
     maintenance_topic,
@@ -136,6 +138,7 @@ class MqttSink:
         self._actuator_topic = actuator_set_topic(cfg.topic_prefix, site_id, "+")
         self._on_command: Callable[[dict[str, Any]], str | None] | None = None
         self.commands_received = 0
+        self._availability = Availability(cfg.offline_after) if cfg.availability else None
 
     def set_command_handler(self, handler: Callable[[dict[str, Any]], str | None]) -> None:
         """Where commands received on the command topics go (the gateway logs them); returns a problem or None."""
@@ -265,6 +268,8 @@ class MqttSink:
         qos, retain, timeout = cfg.qos, cfg.retain, cfg.timeout_s
         passed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         passed.set_result(None)  # records of kinds this sink does not publish
+        if self._availability is not None:
+            self._availability.new_session()
         try:
             while True:
                 if window and self.log.committed_id <= after:
@@ -281,6 +286,8 @@ class MqttSink:
                         fut = asyncio.ensure_future(
                             publish(self._topic(rec), data_payload(rec), qos=qos, retain=retain, timeout=timeout)
                         )
+                        if self._availability is not None:
+                            fut = self._with_device_status(client, rec, fut)
                     else:
                         fut = self._publish_record(client, rec) or passed
                     window.append((rec, fut))
@@ -347,3 +354,15 @@ class MqttSink:
             except Exception:
                 log.exception("mqtt[%s]: health snapshot failed", self.name)
             await asyncio.sleep(self._health_interval)
+
+    def _with_device_status(self, client: aiomqtt.Client, rec: ReadingRecord,
+                            data: asyncio.Future[Any]) -> asyncio.Future[Any]:
+        """The data message plus, when this reading changes its device's availability, the retained status
+        after it (one future: the cursor passes the reading only once both are confirmed)."""
+        assert self._availability is not None
+        state = self._availability.observe(rec)
+        if state is None:
+            return data
+        topic = device_status_topic(self.cfg.topic_prefix, self.site_id, rec.reading.device)
+        status = client.publish(topic, state.encode(), qos=1, retain=True, timeout=self.cfg.timeout_s)
+        return asyncio.gather(data, status)
