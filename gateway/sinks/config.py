@@ -111,8 +111,25 @@ class InfluxSinkConfig(Strict):
         return self
 
 
-SinkConfig = Annotated[MqttSinkConfig | InfluxSinkConfig, Field(discriminator="type")]
-SINK_TYPES = ("mqtt", "influx")
+class HomeAssistantSinkConfig(MqttSinkConfig):
+    """The broker Home Assistant uses: the native contract (with per-device availability) plus retained MQTT
+    discovery configs, so each device and channel appears in Home Assistant with no YAML."""
+
+    type: Literal["homeassistant"]  # type: ignore[assignment]
+    name: str = Field("homeassistant", pattern=NAME, description="Name of this sink (its cursor in the log).")
+    availability: bool = Field(True, description="Always on: the discovery configs point at the device status.")
+    discovery_prefix: str = Field("homeassistant", pattern=TOPIC_PREFIX,
+                                  description="Home Assistant's discovery prefix (its MQTT integration setting).")
+
+    @model_validator(mode="after")
+    def _availability_on(self) -> HomeAssistantSinkConfig:
+        if not self.availability:
+            raise ValueError("availability cannot be off: Home Assistant's entities follow the device status")
+        return self
+
+
+SinkConfig = Annotated[MqttSinkConfig | InfluxSinkConfig | HomeAssistantSinkConfig, Field(discriminator="type")]
+SINK_TYPES = ("mqtt", "influx", "homeassistant")
 
 
 def resolve_secret(
