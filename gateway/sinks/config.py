@@ -60,6 +60,26 @@ class MqttSinkConfig(Strict):
     availability: bool = Field(False, description="Publish a retained online/offline per device on "
                                "{topic_prefix}/{site}/{device}/status.")
     offline_after: int = Field(2, ge=1, le=1000, description="Failed polls in a row before a device is offline.")
+    failover: list[str] = Field(default_factory=list, description="More brokers (host or host:port, same port "
+                                "by default) to move to, in order, when the current one fails.")
+
+    @field_validator("failover")
+    @classmethod
+    def _failover(cls, v: list[str]) -> list[str]:
+        for entry in v:
+            host, sep, port = entry.rpartition(":") if entry.count(":") == 1 else (entry, "", "")
+            if not host or (sep and not (port.isdigit() and 1 <= int(port) <= 65535)):
+                raise ValueError(f"failover entry {entry!r}: expected host or host:port")
+        return v
+
+    @property
+    def brokers(self) -> list[tuple[str, int]]:
+        """The broker, then the failover brokers, as (host, port)."""
+        out = [(self.host, self.effective_port)]
+        for entry in self.failover:
+            host, sep, port = entry.rpartition(":") if entry.count(":") == 1 else (entry, "", "")
+            out.append((host, int(port) if sep else self.effective_port))
+        return out
 
     @field_validator("protocol", mode="before")
     @classmethod

@@ -139,6 +139,8 @@ class MqttSink:
         self._on_command: Callable[[dict[str, Any]], str | None] | None = None
         self.commands_received = 0
         self._availability = Availability(cfg.offline_after) if cfg.availability else None
+        self._brokers = cfg.brokers
+        self._broker = 0  # index of the broker in use (failover: the next one after a failure)
 
     def set_command_handler(self, handler: Callable[[dict[str, Any]], str | None]) -> None:
         """Where commands received on the command topics go (the gateway logs them); returns a problem or None."""
@@ -152,9 +154,10 @@ class MqttSink:
     def _client(self) -> aiomqtt.Client:
         cfg = self.cfg
         v5 = cfg.protocol == "5"
+        host, port = self._brokers[self._broker]
         client = aiomqtt.Client(
-            cfg.host,
-            cfg.effective_port,
+            host,
+            port,
             username=cfg.username,
             password=self._password if cfg.username is not None else None,
             identifier=cfg.client_id or f"plume-{self.site_id}-{cfg.name}",
@@ -201,6 +204,7 @@ class MqttSink:
                 self.status.failures += 1
                 self.status.last_error = describe(exc)
                 self._outage.fail(self.status.last_error)
+                self._fail_over()
             finally:
                 self.status.connected = False
             if self.log.closing or await self.log.sleep(backoff.next()):
@@ -366,3 +370,13 @@ class MqttSink:
         topic = device_status_topic(self.cfg.topic_prefix, self.site_id, rec.reading.device)
         status = client.publish(topic, state.encode(), qos=1, retain=True, timeout=self.cfg.timeout_s)
         return asyncio.gather(data, status)
+
+    def _fail_over(self) -> None:
+        """After a failure, the next broker of the failover list (round robin); the cursor did not move past what
+        the failed broker acknowledged, so the next one gets everything after it again, in log order."""
+        if len(self._brokers) < 2:
+            return
+        self._broker = (self._broker + 1) % len(self._brokers)
+        host, port = self._brokers[self._broker]
+        self.status.target = f"{host}:{port}"
+        log.warning("mqtt[%s]: moving to broker %s (%s)", self.name, self.status.target, self.status.last_error)
