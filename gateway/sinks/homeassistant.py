@@ -177,8 +177,12 @@ class HomeAssistantSink(MqttSink):
 
     def _save(self) -> None:
         tmp = self.state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"topics": self.announced}, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, self.state_path)
+        try:
+            tmp.write_text(json.dumps({"topics": self.announced}, sort_keys=True), encoding="utf-8")
+            os.replace(tmp, self.state_path)
+        except OSError as exc:  # delivery goes on; only a later removal could miss these topics
+            log.warning("homeassistant[%s]: cannot write %s (%s); entities announced now may not be removed "
+                        "automatically if their device leaves the site file", self.name, self.state_path, exc)
 
     async def _session(self, client: aiomqtt.Client) -> bool:
         self._session_channels = {}
