@@ -148,8 +148,34 @@ class HomeAssistantSinkConfig(MqttSinkConfig):
         return self
 
 
-SinkConfig = Annotated[MqttSinkConfig | InfluxSinkConfig | HomeAssistantSinkConfig, Field(discriminator="type")]
-SINK_TYPES = ("mqtt", "influx", "homeassistant")
+class ThingsBoardSinkConfig(Strict):
+    """A ThingsBoard server taking Plume as its gateway (MQTT gateway API: v1/gateway/connect, telemetry,
+    attributes, rpc). The gateway device's access token is the MQTT user name."""
+
+    type: Literal["thingsboard"]
+    name: str = Field("thingsboard", pattern=NAME, description="Name of this sink (its cursor in the log).")
+    host: str
+    port: int | None = Field(None, ge=1, le=65535, description="Default 1883, or 8883 with tls.")
+    client_id: str | None = Field(None, description="Default plume-{site}-{name}.")
+    token: SecretStr | None = Field(None, description="Access token of the gateway device in ThingsBoard.")
+    token_env: str | None = None
+    token_file: str | None = None
+    tls: TlsConfig | None = None
+    batch: int = Field(200, ge=1, le=10_000, description="Readings per telemetry message at most.")
+    keepalive_s: int = Field(30, ge=5, le=65535)
+    timeout_s: float = Field(10.0, gt=0, le=600)
+    reconnect_min_s: float = Field(0.5, gt=0, le=600)
+    reconnect_max_s: float = Field(60.0, gt=0, le=3600)
+    offline_after: int = Field(2, ge=1, le=1000, description="Failed polls in a row before a device disconnects.")
+
+    @property
+    def effective_port(self) -> int:
+        return self.port or (8883 if self.tls else 1883)
+
+
+SinkConfig = Annotated[MqttSinkConfig | InfluxSinkConfig | HomeAssistantSinkConfig | ThingsBoardSinkConfig,
+                       Field(discriminator="type")]
+SINK_TYPES = ("mqtt", "influx", "homeassistant", "thingsboard")
 
 
 def resolve_secret(
