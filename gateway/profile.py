@@ -147,6 +147,8 @@ class RegisterSpec(Strict):
     min: float | None = Field(None, description="Lowest plausible engineering value; below it the value is flagged D.")
     max: float | None = Field(None, description="Upper range of the instrument; above it the value is flagged T.")
     sim: dict[str, Any] | None = Field(None, description="Signal hints for the simulator; ignored by the gateway.")
+    writable: bool = Field(False, description="A remote operator may write this channel (a coil, FC 5, or a 16-bit "
+                           "holding register, FC 6), e.g. through a ThingsBoard RPC; every other write is refused.")
 
     @property
     def words(self) -> int:
@@ -185,6 +187,9 @@ class RegisterSpec(Strict):
             raise ValueError(f"address {self.address} + {self.words} registers runs past 65535")
         if self.min is not None and self.max is not None and self.min >= self.max:
             raise ValueError("min must be below max")
+        if self.writable and not (self.function == 1 or (self.function == 3 and self.type in (DataType.u16,
+                                                                                           DataType.i16))):
+            raise ValueError("writable: only a coil (function 1) or a u16/i16 holding register (function 3)")
         return self
 
 

@@ -1,6 +1,8 @@
 """The wiring table: how each log consumer the site file names becomes a running reader of the durable log.
 
     sinks[i] (type mqtt)     -> MqttSink        sinks[i] (type influx) -> InfluxSink
+    sinks[i] (type homeassistant) -> HomeAssistantSink (native contract + Home Assistant discovery)
+    sinks[i] (type thingsboard)   -> ThingsBoardSink (ThingsBoard's MQTT gateway API)
     notify.webhooks[i]       -> WebhookSink     uplinks[i]             -> UplinkSink (HJ 212)
 
 One factory per kind; every secret (passwords, tokens, webhook URLs and signing keys, HJ 212 PW) is resolved the
@@ -20,7 +22,13 @@ from gateway.config import ConfigError
 from gateway.core.secrets import add_basic_auth, add_header, add_secret, add_url
 from gateway.hj212.sources import AggregateFeed, LogAggregateFeed
 from gateway.sinks.base import DeliveredHook, Sink
-from gateway.sinks.config import InfluxSinkConfig, MqttSinkConfig, resolve_secret
+from gateway.sinks.config import (
+    HomeAssistantSinkConfig,
+    InfluxSinkConfig,
+    MqttSinkConfig,
+    ThingsBoardSinkConfig,
+    resolve_secret,
+)
 from gateway.site.model import Site
 from gateway.store.log import DurableLog
 
@@ -63,6 +71,52 @@ def _mqtt(site: Site, cfg: MqttSinkConfig, where: str, problems: list[str]) -> C
     return make
 
 
+def _homeassistant(site: Site, cfg: HomeAssistantSinkConfig, where: str, problems: list[str],
+                   ) -> ConsumerFactory | None:
+    from gateway.sinks.homeassistant import HaDevice, HomeAssistantSink
+    from gateway.sinks.mqtt import tls_context
+
+    password = resolve_secret(f"{where}.password", cfg.password, cfg.password_env, cfg.password_file, problems,
+                              site.base)
+    add_secret(password)
+    try:
+        tls = tls_context(cfg, site.base)
+    except (OSError, ValueError) as exc:
+        problems.append(f"{where}.tls: cannot load the certificates: {exc}")
+        return None
+    devices = {d.name: HaDevice(d.name, d.profile.name, d.profile.kind, d.profile.description,
+                                {r.channel: r for r in d.profile.registers})
+               for d in site.devices if d.config.enabled}
+
+    def make(lg: DurableLog, hook: DeliveredHook | None) -> Sink:
+        return HomeAssistantSink(cfg, site.id, lg, devices=devices,
+                                 state_path=lg.path.parent / f"homeassistant-{cfg.name}.json",
+                                 password=password, tls=tls, on_delivered=hook)
+
+    return make
+
+
+def _thingsboard(site: Site, cfg: ThingsBoardSinkConfig, where: str, problems: list[str],
+                 ) -> ConsumerFactory | None:
+    from gateway.sinks.mqtt import tls_context
+    from gateway.sinks.thingsboard import ThingsBoardSink
+
+    token = resolve_secret(f"{where}.token", cfg.token, cfg.token_env, cfg.token_file, problems, site.base)
+    add_secret(token)
+    try:
+        tls = tls_context(cfg, site.base)  # type: ignore[arg-type]  # it reads only cfg.tls
+    except (OSError, ValueError) as exc:
+        problems.append(f"{where}.tls: cannot load the certificates: {exc}")
+        return None
+    devices = {d.name: {"site": site.id, "kind": d.profile.kind, "profile": d.profile.name, "bus": d.config.bus,
+                        "address": d.config.address} for d in site.devices if d.config.enabled}
+
+    def make(lg: DurableLog, hook: DeliveredHook | None) -> Sink:
+        return ThingsBoardSink(cfg, site.id, lg, devices=devices, token=token, tls=tls, on_delivered=hook)
+
+    return make
+
+
 def _influx(site: Site, cfg: InfluxSinkConfig, where: str, problems: list[str]) -> ConsumerFactory | None:
     from gateway.sinks.influx import InfluxSink
 
@@ -87,7 +141,8 @@ def _influx(site: Site, cfg: InfluxSinkConfig, where: str, problems: list[str]) 
     return make
 
 
-_SINKS: dict[str, Callable[[Site, Any, str, list[str]], ConsumerFactory | None]] = {"mqtt": _mqtt, "influx": _influx}
+_SINKS: dict[str, Callable[[Site, Any, str, list[str]], ConsumerFactory | None]] = {
+    "mqtt": _mqtt, "influx": _influx, "homeassistant": _homeassistant, "thingsboard": _thingsboard}
 
 
 def _sink(site: Site, i: int, where: str, problems: list[str]) -> ConsumerFactory | None:

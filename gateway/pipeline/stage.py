@@ -205,20 +205,25 @@ class RegulatoryStage:
         kind = cmd.get("type")
         if kind == "ack":
             if not isinstance(cmd.get("alarm_id"), str) or not cmd["alarm_id"]:
-                return "acknowledge needs alarm_id (a string)"
+                return self._refuse(cmd, "acknowledge needs alarm_id (a string)")
         elif kind == "maintenance":
             if cmd.get("on") not in (True, False, None):
-                return "maintenance needs on: true, false or null"
+                return self._refuse(cmd, "maintenance needs on: true, false or null")
             device = cmd.get("device")
             if device is not None and device not in self.devices:
-                return f"maintenance: no device {device!r}"
+                return self._refuse(cmd, f"maintenance: no device {device!r}")
         elif kind == "override":
             if cmd.get("actuator") not in self.actuators:
-                return f"override: no actuator {cmd.get('actuator')!r} (actuators: {', '.join(sorted(self.actuators))})"
+                return self._refuse(cmd, f"override: no actuator {cmd.get('actuator')!r} "
+                                        f"(actuators: {', '.join(sorted(self.actuators))})")
             if cmd.get("mode") not in MODES:
-                return "override needs mode: on, off or auto"
+                return self._refuse(cmd, "override needs mode: on, off or auto")
+        elif kind == "write":
+            problem = self._check_write(cmd)
+            if problem is not None:
+                return self._refuse(cmd, problem)
         else:
-            return f"unknown command {kind!r}"
+            return self._refuse(cmd, f"unknown command {kind!r}")
         for key in ("by", "note"):
             if key in cmd and not isinstance(cmd[key], str):
                 cmd[key] = str(cmd[key])
@@ -227,9 +232,50 @@ class RegulatoryStage:
         self.counters["commands"] += 1
         return None
 
+    def _check_write(self, cmd: dict[str, Any]) -> str | None:
+        """A remote register/coil write: only to a channel the device's profile marks writable. Sets `function`,
+        `address` and the raw `raw` value on the command."""
+        device = next((d for d in self.site.devices if d.name == cmd.get("device") and d.config.enabled), None)
+        if device is None:
+            return f"write: no device {cmd.get('device')!r}"
+        spec = next((r for r in device.profile.registers if r.channel == cmd.get("channel")), None)
+        if spec is None:
+            return f"write: device {device.name} has no channel {cmd.get('channel')!r}"
+        if not spec.writable:
+            return (f"write: {device.name}.{spec.channel} is not marked writable in profile {device.profile.name} "
+                    "(only registers the profile marks writable may be written)")
+        value = cmd.get("value")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return "write needs a numeric value"
+        if spec.function == 1:
+            cmd.update(function=5, address=spec.address, raw=1 if value else 0)
+            return None
+        raw = round((float(value) - spec.offset) / spec.scale)
+        low, high = (0, 0xFFFF) if spec.type.value == "u16" else (-0x8000, 0x7FFF)
+        if not low <= raw <= high:
+            return f"write: {value} is out of the range of {device.name}.{spec.channel}"
+        cmd.update(function=6, address=spec.address, raw=raw & 0xFFFF)
+        return None
+
+    def _refuse(self, cmd: dict[str, Any], problem: str) -> str:
+        """A refused command is recorded too (the audit trail), with its reason; it is never applied."""
+        if self.log is not None:
+            ts = self._clock()
+            self._append(COMMAND, {**{k: v for k, v in cmd.items() if isinstance(k, str)}, "site": self.site_id,
+                                   "ts": ts, "refused": problem}, ts)
+        return problem
+
     def _apply_command(self, cmd: dict[str, Any], ts: int, replay: bool = False) -> None:
         kind = cmd.get("type")
         by = str(cmd.get("by") or "")
+        if cmd.get("refused"):
+            return
+        if kind == "write" and not replay:
+            raw = int(cmd["raw"])
+            self._execute([WriteCommand(f"remote:{cmd['device']}.{cmd['channel']}", str(cmd["device"]),
+                                        int(cmd["function"]), int(cmd["address"]), raw, bool(raw), ts,
+                                        f"remote write by {by or cmd.get('source', '?')}")])
+            return
         if kind == "ack":
             events = self.alarms.acknowledge(str(cmd.get("alarm_id")), ts, by, str(cmd.get("note") or ""))
             if not events and not replay and not any(a.alarm_id == cmd.get("alarm_id") for a in self.alarms.active()):

@@ -58,6 +58,29 @@ class MqttSinkConfig(Strict):
     reconnect_min_s: float = Field(0.5, gt=0, le=600)
     reconnect_max_s: float = Field(60.0, gt=0, le=3600)
     health_interval_s: float = Field(30.0, ge=0, description="Publish health this often (0: never).")
+    availability: bool = Field(False, description="Publish a retained online/offline per device on "
+                               "{topic_prefix}/{site}/{device}/status.")
+    offline_after: int = Field(2, ge=1, le=1000, description="Failed polls in a row before a device is offline.")
+    failover: list[str] = Field(default_factory=list, description="More brokers (host or host:port, same port "
+                                "by default) to move to, in order, when the current one fails.")
+
+    @field_validator("failover")
+    @classmethod
+    def _failover(cls, v: list[str]) -> list[str]:
+        for entry in v:
+            host, sep, port = entry.rpartition(":") if entry.count(":") == 1 else (entry, "", "")
+            if not host or (sep and not (port.isdigit() and 1 <= int(port) <= 65535)):
+                raise ValueError(f"failover entry {entry!r}: expected host or host:port")
+        return v
+
+    @property
+    def brokers(self) -> list[tuple[str, int]]:
+        """The broker, then the failover brokers, as (host, port)."""
+        out = [(self.host, self.effective_port)]
+        for entry in self.failover:
+            host, sep, port = entry.rpartition(":") if entry.count(":") == 1 else (entry, "", "")
+            out.append((host, int(port) if sep else self.effective_port))
+        return out
 
     @field_validator("protocol", mode="before")
     @classmethod
@@ -109,8 +132,51 @@ class InfluxSinkConfig(Strict):
         return self
 
 
-SinkConfig = Annotated[MqttSinkConfig | InfluxSinkConfig, Field(discriminator="type")]
-SINK_TYPES = ("mqtt", "influx")
+class HomeAssistantSinkConfig(MqttSinkConfig):
+    """The broker Home Assistant uses: the native contract (with per-device availability) plus retained MQTT
+    discovery configs, so each device and channel appears in Home Assistant with no YAML."""
+
+    type: Literal["homeassistant"]  # type: ignore[assignment]
+    name: str = Field("homeassistant", pattern=NAME, description="Name of this sink (its cursor in the log).")
+    availability: bool = Field(True, description="Always on: the discovery configs point at the device status.")
+    discovery_prefix: str = Field("homeassistant", pattern=TOPIC_PREFIX,
+                                  description="Home Assistant's discovery prefix (its MQTT integration setting).")
+
+    @model_validator(mode="after")
+    def _availability_on(self) -> HomeAssistantSinkConfig:
+        if not self.availability:
+            raise ValueError("availability cannot be off: Home Assistant's entities follow the device status")
+        return self
+
+
+class ThingsBoardSinkConfig(Strict):
+    """A ThingsBoard server taking Plume as its gateway (MQTT gateway API: v1/gateway/connect, telemetry,
+    attributes, rpc). The gateway device's access token is the MQTT user name."""
+
+    type: Literal["thingsboard"]
+    name: str = Field("thingsboard", pattern=NAME, description="Name of this sink (its cursor in the log).")
+    host: str
+    port: int | None = Field(None, ge=1, le=65535, description="Default 1883, or 8883 with tls.")
+    client_id: str | None = Field(None, description="Default plume-{site}-{name}.")
+    token: SecretStr | None = Field(None, description="Access token of the gateway device in ThingsBoard.")
+    token_env: str | None = None
+    token_file: str | None = None
+    tls: TlsConfig | None = None
+    batch: int = Field(200, ge=1, le=10_000, description="Readings per telemetry message at most.")
+    keepalive_s: int = Field(30, ge=5, le=65535)
+    timeout_s: float = Field(10.0, gt=0, le=600)
+    reconnect_min_s: float = Field(0.5, gt=0, le=600)
+    reconnect_max_s: float = Field(60.0, gt=0, le=3600)
+    offline_after: int = Field(2, ge=1, le=1000, description="Failed polls in a row before a device disconnects.")
+
+    @property
+    def effective_port(self) -> int:
+        return self.port or (8883 if self.tls else 1883)
+
+
+SinkConfig = Annotated[MqttSinkConfig | InfluxSinkConfig | HomeAssistantSinkConfig | ThingsBoardSinkConfig,
+                       Field(discriminator="type")]
+SINK_TYPES = ("mqtt", "influx", "homeassistant", "thingsboard")
 
 
 def resolve_secret(

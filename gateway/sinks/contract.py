@@ -11,6 +11,8 @@ Topics, under a configurable prefix (default `plume`):
   A channel may carry "note". Values are numbers or, for text channels, strings.
 - `{prefix}/{site}/status`  retained `online` / `offline` (the last will: offline also after a crash or a dead link).
 - `{prefix}/{site}/health`  retained JSON health snapshot, every `health_interval_s`.
+- `{prefix}/{site}/{device}/status`  (sink option `availability`) retained `online` / `offline` per device; a device
+  is available while both it and the site status say `online` (the site's last will covers every device).
 
 Additions (same version: new topics only, nothing above changes), see docs-integration.md:
 - `{prefix}/{site}/{device}/agg/{window}`  one message per closed window (QoS as data, not retained):
@@ -44,6 +46,11 @@ def data_topic(prefix: str, site: str, device: str) -> str:
 
 def status_topic(prefix: str, site: str) -> str:
     return f"{prefix}/{site}/status"
+
+
+def device_status_topic(prefix: str, site: str, device: str) -> str:
+    """Retained `online` / `offline` of one device (sink option `availability`, see gateway.sinks.availability)."""
+    return f"{prefix}/{site}/{device}/status"
 
 
 def health_topic(prefix: str, site: str) -> str:

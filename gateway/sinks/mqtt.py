@@ -33,7 +33,8 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway.alarms.records import AlarmRecord
 from gateway.processing.records import AggregateRecord
-from gateway.sinks.backoff import Backoff, Outage, Recovery
+from gateway.sinks.availability import Availability
+from gateway.sinks.backoff import Backoff, Outage, Recovery, tcp_reachable
 from gateway.sinks.base import DeliveredHook, HealthProvider, SinkStatus
 from gateway.sinks.config import MqttSinkConfig
 from gateway.sinks.contract import (
@@ -47,6 +48,7 @@ from gateway.sinks.contract import (
     alarm_events_topic,
     data_payload,
     data_topic,
+    device_status_topic,
     health_topic,
     json_payload,
     maintenance_topic,
@@ -127,7 +129,9 @@ class MqttSink:
         self._health_interval = cfg.health_interval_s
         self.status = SinkStatus(cfg.name, "mqtt", f"{cfg.host}:{cfg.effective_port}")
         self._outage = Outage(log, f"mqtt[{cfg.name}] {cfg.host}:{cfg.effective_port}")
-        self.recovery = Recovery(cfg.host, cfg.effective_port)  # a returning broker ends the back-off
+        # a returning broker (the one in use: failover moves it) ends the back-off
+        self.recovery = Recovery(cfg.host, cfg.effective_port,
+                                 probe=lambda: tcp_reachable(*self._brokers[self._broker], 1.0))
         self._topics: dict[str, str] = {}
         self._status_topic = status_topic(cfg.topic_prefix, site_id)
         self._health_topic = health_topic(cfg.topic_prefix, site_id)
@@ -137,6 +141,9 @@ class MqttSink:
         self._actuator_topic = actuator_set_topic(cfg.topic_prefix, site_id, "+")
         self._on_command: Callable[[dict[str, Any]], str | None] | None = None
         self.commands_received = 0
+        self._availability = Availability(cfg.offline_after) if cfg.availability else None
+        self._brokers = cfg.brokers
+        self._broker = 0  # index of the broker in use (failover: the next one after a failure)
 
     def set_command_handler(self, handler: Callable[[dict[str, Any]], str | None]) -> None:
         """Where commands received on the command topics go (the gateway logs them); returns a problem or None."""
@@ -156,9 +163,10 @@ class MqttSink:
     def _client(self) -> aiomqtt.Client:
         cfg = self.cfg
         v5 = cfg.protocol == "5"
+        host, port = self._brokers[self._broker]
         client = aiomqtt.Client(
-            cfg.host,
-            cfg.effective_port,
+            host,
+            port,
             username=cfg.username,
             password=self._password if cfg.username is not None else None,
             identifier=self.client_id,
@@ -205,6 +213,7 @@ class MqttSink:
                 self.status.failures += 1
                 self.status.last_error = describe(exc)
                 self._outage.fail(self.status.last_error)
+                self._fail_over()
             finally:
                 self.status.connected = False
             if self.log.closing or await self.recovery.wait(backoff.next(), self.log.sleep):
@@ -272,6 +281,8 @@ class MqttSink:
         qos, retain, timeout = cfg.qos, cfg.retain, cfg.timeout_s
         passed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         passed.set_result(None)  # records of kinds this sink does not publish
+        if self._availability is not None:
+            self._availability.new_session()
         try:
             while True:
                 if window and self.log.committed_id <= after:
@@ -288,6 +299,8 @@ class MqttSink:
                         fut = asyncio.ensure_future(
                             publish(self._topic(rec), data_payload(rec), qos=qos, retain=retain, timeout=timeout)
                         )
+                        if self._availability is not None:
+                            fut = self._with_device_status(client, rec, fut)
                     else:
                         fut = self._publish_record(client, rec) or passed
                     window.append((rec, fut))
@@ -354,3 +367,25 @@ class MqttSink:
             except Exception:
                 log.exception("mqtt[%s]: health snapshot failed", self.name)
             await asyncio.sleep(self._health_interval)
+
+    def _with_device_status(self, client: aiomqtt.Client, rec: ReadingRecord,
+                            data: asyncio.Future[Any]) -> asyncio.Future[Any]:
+        """The data message plus, when this reading changes its device's availability, the retained status
+        after it (one future: the cursor passes the reading only once both are confirmed)."""
+        assert self._availability is not None
+        state = self._availability.observe(rec)
+        if state is None:
+            return data
+        topic = device_status_topic(self.cfg.topic_prefix, self.site_id, rec.reading.device)
+        status = client.publish(topic, state.encode(), qos=1, retain=True, timeout=self.cfg.timeout_s)
+        return asyncio.gather(data, status)
+
+    def _fail_over(self) -> None:
+        """After a failure, the next broker of the failover list (round robin); the cursor did not move past what
+        the failed broker acknowledged, so the next one gets everything after it again, in log order."""
+        if len(self._brokers) < 2:
+            return
+        self._broker = (self._broker + 1) % len(self._brokers)
+        host, port = self._brokers[self._broker]
+        self.status.target = f"{host}:{port}"
+        log.warning("mqtt[%s]: moving to broker %s (%s)", self.name, self.status.target, self.status.last_error)

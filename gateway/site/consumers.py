@@ -16,6 +16,15 @@ def register_consumers(cfg: SiteConfig) -> tuple[list[Consumer], dict[str, list[
         if s.name in sinks:
             problems["sinks"].append(f"sinks[{i}].name: duplicate sink name {s.name!r} (also sinks[{sinks[s.name]}])")
         sinks.setdefault(s.name, i)
+    brokers: dict[tuple[str, int, str], int] = {}
+    for i, s in enumerate(cfg.sinks):
+        if s.type in ("mqtt", "homeassistant"):
+            key = (s.host, s.effective_port, s.topic_prefix)
+            if key in brokers and "homeassistant" in (s.type, cfg.sinks[brokers[key]].type):
+                problems["sinks"].append(
+                    f"sinks[{i}]: the same broker and topic_prefix as sinks[{brokers[key]}]; a homeassistant sink "
+                    "already publishes the native contract there: keep one of the two")
+            brokers.setdefault(key, i)
     taken = {name: f"sinks[{i}]" for name, i in sinks.items()}
     for i, u in enumerate(cfg.uplinks):
         if u.name in taken:
