@@ -14,6 +14,7 @@ from pydantic import Field, ValidationError, field_validator
 from gateway.alarms.actuation import ActuatorConfig
 from gateway.alarms.rules import Rule, RulePackRef
 from gateway.alarms.webhooks import NotifyConfig
+from gateway.cockpit.config import CockpitConfig
 from gateway.core.strict import NAME, Strict
 from gateway.hj212.config import UplinkConfig
 from gateway.processing.cems import StackConfig
@@ -130,6 +131,7 @@ class SiteConfig(Strict):
     notify: NotifyConfig = Field(default_factory=NotifyConfig)
     actuators: list[ActuatorConfig] = Field(default_factory=list, description="Outputs alarms may switch.")
     uplinks: list[UplinkConfig] = Field(default_factory=list)
+    cockpit: CockpitConfig = Field(default_factory=CockpitConfig, description="The local web page (off by default).")
 
 
 class ConfigError(Exception):

@@ -151,6 +151,7 @@ class Gateway:
             raise FatalError(f"cannot open the log {self.log_path}: {exc.strerror or exc}") from None
         self.log = lg
         stop_metrics: Callable[[], None] | None = None
+        cockpit: Any = None
         tasks: list[asyncio.Task[Any]] = []
         try:
             self.sinks = [p.make(lg, self._on_delivered) for p in plans]
@@ -194,6 +195,14 @@ class Gateway:
                     raise FatalError(f"cannot serve metrics on {self.metrics_host}:{self.metrics_port}: "
                                      f"{exc.strerror or exc}") from None
                 log.info("metrics: http://%s:%d/metrics", self.metrics_host, self.metrics_port)
+            if site.config.cockpit.enabled:  # the local web page and the API of `plume status` (gateway.cockpit)
+                from gateway.cockpit.server import Cockpit
+                cockpit = Cockpit(self)
+                try:
+                    await cockpit.start()
+                except OSError as exc:
+                    raise FatalError(f"cannot serve the cockpit on {cockpit.cfg.host}:{cockpit.cfg.port}: "
+                                     f"{exc.strerror or exc}") from None
             committer = asyncio.create_task(lg.run(), name="log.committer")
             acquisition = asyncio.create_task(source.run(), name="acquisition")
             stage_task = asyncio.create_task(stage.run(), name="stage")
@@ -236,6 +245,8 @@ class Gateway:
             await asyncio.gather(*tasks, return_exceptions=True)
             if stop_metrics is not None:
                 stop_metrics()
+            if cockpit is not None:
+                await cockpit.stop()
             await lg.close()
 
     async def _shutdown(self, acquisition: asyncio.Task[Any], committer: asyncio.Task[Any],
