@@ -30,7 +30,7 @@ _RULES: list[tuple[str, tuple[str, str], tuple[str, str]]] = [
 
 
 def explain(error: str) -> dict[str, str]:
-    low = error.lower()
+    low = error.lower().replace("no answer", "timeout")
     for needle, cause, hint in _RULES:
         if needle in low:
             return {"cause_en": cause[0], "cause_zh": cause[1], "hint_en": hint[0], "hint_zh": hint[1]}

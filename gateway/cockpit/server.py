@@ -220,10 +220,15 @@ class Cockpit:
         if name not in {d.name for d in self.views.devices}:
             return Response.json({"error": f"no device {name!r}"}, 404)
         reader = getattr(self.gw.source, "read_now", None)
-        if reader is None:
-            return Response.json({"error": "this source cannot read on demand"}, 400)
-        reading = await reader(name)
-        return Response.json({**reading.as_json(), "ok": reading.ok, "error": reading.error,
+        result = await reader(name) if reader is not None else "this source cannot read on demand"
+        if isinstance(result, str):
+            reading = self.state.latest.get(name)
+            if reading is None:
+                return Response.json({"error": result}, 400)
+            note = result
+        else:
+            reading, note = result, ""
+        return Response.json({**reading.as_json(), "ok": reading.ok, "error": reading.error, "note": note,
                               "ts_local": self.views.time.full(reading.ts)})
 
     async def _events(self) -> AsyncIterator[bytes]:

@@ -5,7 +5,6 @@ reading of each device and the last alarm events; everything else is computed wh
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
@@ -16,6 +15,7 @@ from gateway.alarms.events import AlarmEvent
 from gateway.alarms.records import AlarmRecord
 from gateway.cockpit.charts import line_chart
 from gateway.cockpit.hints import explain
+from gateway.core.clock import Clock, now_ms
 from gateway.core.model import DeviceReading
 from gateway.site.model import Site
 from gateway.store.log import DurableLog
@@ -151,7 +151,7 @@ def _value(v: Any) -> Any:
 class Views:
     """The JSON of each page."""
 
-    def __init__(self, gw: GatewayView, state: LiveState, clock: Callable[[], float] = time.time):
+    def __init__(self, gw: GatewayView, state: LiveState, clock: Clock = now_ms):
         self.gw = gw
         self.state = state
         self._clock = clock
@@ -160,7 +160,7 @@ class Views:
         self.devices = [d for d in gw.site.devices if d.config.enabled]
 
     def now_ms(self) -> int:
-        return int(self._clock() * 1000)
+        return self._clock()
 
     def _health(self) -> Mapping[str, Any]:
         src = self.gw.source

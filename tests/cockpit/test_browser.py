@@ -93,6 +93,37 @@ def test_overview_shows_every_device_with_the_simulators_values_and_a_silenced_d
         wait_until(browser, lambda b, css=ready: b.find_elements("css selector", css), what=page)
         for size in (DESKTOP, PHONE):
             screenshot(browser, SCREENSHOTS, page.strip("/").replace("/", "-"), size)
+
+    # the silent device's page: its errors with cause and hint, its plan, its last hour drawn from the log
+    browser.get(rig.url + "/device/so2-1")
+    wait_until(browser, lambda b: b.find_elements("css selector", "#errors td"), what="so2-1's errors")
+    errors = browser.find_element("id", "errors").text
+    assert "超时未应答" in errors or "设备不再应答" in errors  # the cause, in Chinese
+    assert "从站地址" in errors or "检查电源" in errors  # and what to check
+    assert "so2_ppb" in browser.find_element("id", "plan").text
+    assert browser.find_elements("css selector", "#charts figure[data-channel=so2_ppb] svg polyline")
+    screenshot(browser, SCREENSHOTS, "device-so2-1-offline", DESKTOP)
+    browser.get(rig.url + "/commissioning")
+    wait_until(browser, lambda b: b.find_elements("css selector", "button.read"), what="the commissioning page")
+
+    # commissioning: read dust-1 now (as `plume read` does) while the gateway polls; so2-1 is silent
+    browser.find_element("css selector", "[data-device=dust-1] button.read").click()
+    wait_until(browser, lambda b: b.find_elements("css selector", "[data-device=dust-1] .result [data-ts]"),
+               what="the reading of dust-1")
+    read = json.loads(browser.execute_script("""
+        const card = document.querySelector('[data-device=dust-1] .result');
+        return JSON.stringify({ts: Number(card.querySelector('[data-ts]').dataset.ts),
+          values: Object.fromEntries(Array.from(card.querySelectorAll('tr[data-channel]')).map(
+            r => [r.dataset.channel, r.dataset.value]))});"""))
+    wait_for(lambda: served_for(rig.served(), "dust-1", "pm10", read["ts"]) is not None, 10, "the read in the truth")
+    served = rig.served()
+    for channel in served["dust-1"]:
+        assert float(read["values"][channel]) == float(served_for(served, "dust-1", channel, read["ts"]))  # type: ignore[arg-type]
+    browser.find_element("css selector", "[data-device=so2-1] button.read").click()
+    wait_until(browser, lambda b: b.find_elements("css selector", "[data-device=so2-1] .result .err"),
+               what="the failed read of so2-1")
+    assert "no answer" in browser.find_element("css selector", "[data-device=so2-1] .result .err").text
+    screenshot(browser, SCREENSHOTS, "commissioning-read", DESKTOP)
     rig.stop()
 
 

@@ -196,8 +196,9 @@
         out.textContent = t("reading");
         try {
           const r = await api("/api/read/" + encodeURIComponent(card.dataset.device), {});
-          out.innerHTML = `<div class="meta">${esc(r.ts_local)} ${r.error ? `<span class="err">${esc(r.error)}</span>` : ""}` +
-            `</div><table>` + Object.entries(r.values).map(([ch, v]) => `<tr data-channel="${esc(ch)}"><td>` +
+          out.innerHTML = `<div class="meta" data-ts="${r.ts}">${esc(r.ts_local)} ` +
+            `${r.error ? `<span class="err">${esc(r.error)}</span>` : ""} ${esc(r.note)}</div><table>` +
+            Object.entries(r.values).map(([ch, v]) => `<tr data-channel="${esc(ch)}" data-value="${esc(v.value)}"><td>` +
             `${esc(ch)}</td><td class="v">${num(v.value)}</td><td>${esc(v.unit)}</td><td>${flag(v.flag)}</td></tr>`)
             .join("") + "</table>";
         } catch (err) { out.innerHTML = `<span class="err">${esc(err.message)}</span>`; }
