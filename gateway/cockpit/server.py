@@ -207,7 +207,7 @@ class Cockpit:
                 return Response.json({"error": "the body is not a JSON object"}, 400)
             if path == "alarms/ack":
                 problem = v.acknowledge(str(body.get("alarm_id") or ""), str(body.get("by") or ""),
-                                        str(body.get("comment") or body.get("note") or ""))
+                                        str(body.get("comment") or body.get("note") or ""), req.peer)
                 if problem:
                     return Response.json({"error": problem}, 400)
                 log.info("cockpit: alarm %s acknowledged by %s", body.get("alarm_id"), body.get("by"))

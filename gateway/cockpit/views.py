@@ -215,14 +215,15 @@ class Views:
             events.append({**e, "ts_local": t.full(e["ts"])})
         return {"site": self.site(), "active": active, "events": events}
 
-    def acknowledge(self, alarm_id: str, by: str, comment: str) -> str | None:
-        """The same command path as an MQTT acknowledgement (written to the log, applied once committed)."""
+    def acknowledge(self, alarm_id: str, by: str, comment: str, where: str = "") -> str | None:
+        """The same command path as an MQTT acknowledgement (written to the log, applied once committed; the
+        audit trail, where the gateway keeps one, records it there with `source` = cockpit:<client address>)."""
         if not by.strip():
             return "a name is required (who acknowledges)"
         if self.gw.stage is None or not any(a.alarm_id == alarm_id for a in self.gw.stage.alarms.active()):
             return f"no active alarm {alarm_id!r} (cleared already?)"
         return self.gw.command({"type": "ack", "alarm_id": alarm_id, "by": by.strip(), "note": comment.strip(),
-                                "source": "cockpit"})
+                                "source": f"cockpit:{where}"})
 
     async def delivery(self) -> dict[str, Any]:
         snap = await self.gw.health()

@@ -227,6 +227,6 @@ def test_an_alarm_is_acknowledged_from_the_page_and_the_acknowledgement_reaches_
 
     commands, alarms = asyncio.run(read_log())
     assert [(c.payload["type"], c.payload["alarm_id"], c.payload["by"], c.payload["source"]) for c in commands] == [
-        ("ack", alarm_id, "李工 Li", "cockpit")]
+        ("ack", alarm_id, "李工 Li", "cockpit:127.0.0.1")]
     acked = [a for a in alarms if isinstance(a, AlarmRecord) and a.payload.event.type.value == "acknowledged"]
     assert [a.payload.event.alarm_id for a in acked] == [alarm_id]

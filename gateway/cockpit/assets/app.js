@@ -59,7 +59,15 @@
   }
   setInterval(tick, 1000);
 
+  let liveUp = null;  // null before the stream opens, then true/false
+  function liveLabel() {
+    const status = document.getElementById("live");
+    if (liveUp === null) return;
+    status.textContent = liveUp ? "● " + t("live") : t("reconnecting");
+    status.className = liveUp ? "live" : "live down";
+  }
   function chrome() {
+    liveLabel();
     document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
     document.getElementById("lang").textContent = t("language");
     const out = document.getElementById("logout");
@@ -241,12 +249,11 @@
   }
 
   function live() {
-    const status = document.getElementById("live");
     const es = new EventSource("/api/events");
-    es.addEventListener("open", () => { status.textContent = "● " + t("live"); status.className = "live"; });
+    es.addEventListener("open", () => { liveUp = true; liveLabel(); });
     es.addEventListener("error", () => {
-      status.textContent = t("reconnecting");
-      status.className = "live down";
+      liveUp = false;
+      liveLabel();
       fetch("/api/overview").then((r) => { if (r.status === 401) location.href = "/login"; }).catch(() => {});
     });
     es.addEventListener("overview", (e) => {
