@@ -47,6 +47,13 @@ def endpoint_path(store_dir: Path) -> Path:
     return store_dir / ENDPOINT_FILE
 
 
+def _host_of(header: str) -> str:
+    """`127.0.0.1:8470` -> 127.0.0.1, `[::1]:8470` -> ::1, `localhost` -> localhost."""
+    if header.startswith("["):
+        return header[1:].partition("]")[0]
+    return header.rpartition(":")[0] if header.count(":") == 1 else header
+
+
 def _asset(name: str) -> bytes:
     return (resources.files("gateway.cockpit") / "assets" / name).read_bytes()
 
@@ -118,8 +125,8 @@ class Cockpit:
         bearer = req.headers.get("authorization", "")
         if bearer.startswith("Bearer ") and secrets.compare_digest(bearer[7:], self.local_token):
             return True
-        if not self.auth_on:
-            return True
+        if not self.auth_on:  # loopback only; a page elsewhere must not reach it by DNS rebinding
+            return is_loopback(_host_of(req.headers.get("host", "")))
         return self.sessions.valid(req.cookie(COOKIE))
 
     def _cookie(self, token: str, max_age: int) -> tuple[str, str]:
