@@ -85,7 +85,7 @@ def main() -> None:
             with tempfile.TemporaryDirectory(prefix="plume-bench-cockpit-") as tmp:
                 rss, cpu = run_case(Path(tmp), interval, cockpit, browser, args.seconds)
             per_s = cpu / args.seconds * 1000
-            extra = "" if base is None else f"   (+{rss - base[0]:.1f} MB, +{per_s - base[1]:.2f} ms/s)"
+            extra = "" if base is None else f"   ({rss - base[0]:+.1f} MB, {per_s - base[1]:+.2f} ms/s)"
             if base is None:
                 base = (rss, per_s)
             print(f"{interval:>12.0f}s  {label:<28} {rss:>7.1f} {per_s:>9.2f}{extra}", flush=True)

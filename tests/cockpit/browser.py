@@ -64,13 +64,13 @@ def wait_until(browser: Any, condition: Callable[[Any], Any], timeout: float = 2
 
 
 def screenshot(browser: Any, folder: Path, name: str, size: tuple[int, int]) -> Path:
-    """A full-page screenshot at this window width (the height grows to the page's)."""
+    """A full-page screenshot at this window width (Chromium's own capture beyond the viewport)."""
+    import base64
+
     browser.set_window_size(*size)
-    height = browser.execute_script("return Math.max(document.body.scrollHeight, "
-                                    "document.documentElement.scrollHeight)")
-    browser.set_window_size(size[0], max(size[1], min(int(height) + 40, 4000)))
+    browser.execute_script("return document.body.offsetHeight")  # layout at the new width
+    data = browser.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True})
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}-{size[0]}x{size[1]}.png"
-    browser.save_screenshot(str(path))
-    browser.set_window_size(*size)
+    path.write_bytes(base64.b64decode(data["data"]))
     return path

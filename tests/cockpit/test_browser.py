@@ -207,6 +207,13 @@ def test_an_alarm_is_acknowledged_from_the_page_and_the_acknowledgement_reaches_
     ev = acked_on_mqtt()[0]
     assert ev["by"] == "李工 Li" and ev["note"] == "cable checked 电缆已查"
     wait_until(browser, lambda b: "李工 Li" in b.find_element("id", "events").text, what="the event in the list")
+
+    # delivery: the broker connected, what waits for it, the log against its cap
+    browser.get(rig.url + "/delivery")
+    wait_until(browser, lambda b: b.find_elements("css selector", "tr[data-sink=broker][data-connected=true]"),
+               what="the broker connected on the delivery page")
+    assert "127.0.0.1" in browser.find_element("css selector", "tr[data-sink=broker]").text
+    assert "2048 MB" in browser.find_element("id", "log").text  # the default disk cap
     rig.stop()
     collector.close()
 
