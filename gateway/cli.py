@@ -509,6 +509,10 @@ except ImportError:  # pragma: no cover - only while that module does not exist 
 else:
     app.command("run")(run_command)
 
+from gateway.cli_cockpit import register as register_cockpit_views  # noqa: E402  (status, alarms, log, cockpit)
+
+register_cockpit_views(app)
+
 
 if __name__ == "__main__":
     app()

@@ -16,6 +16,7 @@ from pydantic import Field, ValidationError, field_validator
 from gateway.alarms.actuation import ActuatorConfig
 from gateway.alarms.rules import Rule, RulePackRef
 from gateway.alarms.webhooks import NotifyConfig
+from gateway.cockpit.config import CockpitConfig
 from gateway.config_text import did_you_mean, human_message
 from gateway.core.strict import NAME, Strict
 from gateway.hj212.config import UplinkConfig
@@ -144,6 +145,7 @@ class SiteConfig(Strict):
     actuators: list[ActuatorConfig] = Field(default_factory=list, description="Outputs alarms may switch.")
     uplinks: list[UplinkConfig] = Field(default_factory=list)
     clock: ClockConfig = Field(default_factory=ClockConfig)
+    cockpit: CockpitConfig = Field(default_factory=CockpitConfig, description="The local web page (off by default).")
 
 
 class ConfigError(Exception):

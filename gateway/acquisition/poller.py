@@ -142,6 +142,7 @@ class ModbusBusWorker:
         self._link_retry_at = 0.0
         self._link_backoff = 0.5
         self._writes: deque[tuple[DeviceState, int, int, int, asyncio.Future[str | None]]] = deque()
+        self._reads: deque[tuple[DeviceState, asyncio.Future[DeviceReading]]] = deque()
         self._wake = asyncio.Event()
         self._draining = False
         self.idle = asyncio.Event()  # set once draining and no poll is in flight
@@ -157,6 +158,22 @@ class ModbusBusWorker:
         self._writes.append((dev, function, address, value, fut))
         self._wake.set()
         return fut
+
+    def read_now(self, dev: DeviceState) -> asyncio.Future[DeviceReading]:
+        """Queue one extra poll of `dev` between the scheduled ones (commissioning: what `plume read` does, while
+        the gateway runs); the reading is returned, not emitted, and does not count in the device's health."""
+        fut: asyncio.Future[DeviceReading] = asyncio.get_running_loop().create_future()
+        self._reads.append((dev, fut))
+        self._wake.set()
+        return fut
+
+    async def _do_reads(self) -> None:
+        while self._reads:
+            dev, fut = self._reads.popleft()
+            if not fut.done():
+                reading = await self.poll(dev, dev.retries)
+                if not fut.done():
+                    fut.set_result(reading)
 
     async def _do_writes(self) -> None:
         while self._writes:
@@ -184,6 +201,8 @@ class ModbusBusWorker:
                     await asyncio.Event().wait()  # until cancelled
                 if self._writes:
                     await self._do_writes()
+                if self._reads:
+                    await self._do_reads()
                 dev = min(self.devices, key=lambda d: d.due)
                 delay = dev.due - loop.time()
                 if delay > 0:
@@ -200,6 +219,9 @@ class ModbusBusWorker:
             for *_, fut in self._writes:
                 if not fut.done():
                     fut.set_result("acquisition stopped")
+            for dev, rfut in self._reads:
+                if not rfut.done():
+                    rfut.set_result(dev.decoder.failed(now_ms(), ReadError("link", "acquisition stopped")))
 
     async def poll_scheduled(self, dev: DeviceState) -> DeviceReading:
         loop = asyncio.get_running_loop()
@@ -370,6 +392,17 @@ class Acquisition:
         for w in self.modbus_workers:
             w.drain()
         await asyncio.gather(*(w.idle.wait() for w in self.modbus_workers))
+
+    async def read_now(self, device: str) -> DeviceReading | str:
+        """Poll `device` once now, between its scheduled polls, without logging the reading (commissioning while
+        the gateway runs). Returns the reading, or why there is none. Needs `run` to be running."""
+        state = self.states.get(device)
+        if state is None:
+            return f"device {device} is not polled (unknown or disabled)"
+        for w in self.modbus_workers:
+            if any(d is state for d in w.devices):
+                return await w.read_now(state)
+        return f"device {device} pushes its own frames: its latest frame is its latest reading"
 
     def link_reconnects(self) -> dict[str, int]:
         return {w.bus.name: w.link.reconnects for w in self.modbus_workers}

@@ -172,6 +172,7 @@ class Gateway:
         audit(lg, me, "config load", {"file": str(site.path), "sha256": digest}, site=site.id)
         audit(lg, me, "gateway start", {"devices": len(site.devices), "consumers": len(plans)}, site=site.id)
         stop_metrics: Callable[[], None] | None = None
+        cockpit: Any = None
         tasks: list[asyncio.Task[Any]] = []
         try:
             self.sinks = [p.make(lg, self._on_delivered) for p in plans]
@@ -216,6 +217,14 @@ class Gateway:
                     raise FatalError(f"cannot serve metrics on {self.metrics_host}:{self.metrics_port}: "
                                      f"{exc.strerror or exc}") from None
                 log.info("metrics: http://%s:%d/metrics", self.metrics_host, self.metrics_port)
+            if site.config.cockpit.enabled:  # the local web page and the API of `plume status` (gateway.cockpit)
+                from gateway.cockpit.server import Cockpit
+                cockpit = Cockpit(self)
+                try:
+                    await cockpit.start()
+                except OSError as exc:
+                    raise FatalError(f"cannot serve the cockpit on {cockpit.cfg.host}:{cockpit.cfg.port}: "
+                                     f"{exc.strerror or exc}") from None
             committer = asyncio.create_task(lg.run(), name="log.committer")
             acquisition = asyncio.create_task(source.run(), name="acquisition")
             stage_task = asyncio.create_task(stage.run(), name="stage")
@@ -262,6 +271,8 @@ class Gateway:
             if stop_metrics is not None:
                 stop_metrics()
             audit(lg, me, "gateway stop", {"committed_this_run": lg.committed_records}, site=site.id)
+            if cockpit is not None:
+                await cockpit.stop()
             await lg.close()
 
     async def _shutdown(self, acquisition: asyncio.Task[Any], committer: asyncio.Task[Any],
