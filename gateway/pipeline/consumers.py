@@ -71,11 +71,6 @@ def _influx(site: Site, cfg: InfluxSinkConfig, where: str, problems: list[str]) 
                                 site.base)
     else:
         secret = resolve_secret(f"{where}.token", cfg.token, cfg.token_env, cfg.token_file, problems, site.base)
-        try:
-            import influxdb_client  # noqa: F401
-        except ImportError:
-            problems.append(f"{where}.api: v2 needs the influxdb-client package "
-                            "(pip install 'influxdb-client[async]'), or use api: v1")
     add_secret(secret)
 
     def make(lg: DurableLog, hook: DeliveredHook | None) -> Sink:
