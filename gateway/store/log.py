@@ -1,8 +1,10 @@
 """The durable log: readings are committed to SQLite before any sink sees them; each sink reads with its own cursor.
 
 - `append()` is called on the event loop for every poll and never blocks: it assigns the record id and the
-  per-device sequence number and buffers the encoded row. The committer writes the buffer in one transaction at
-  most every `commit_interval_ms` (one fsync per commit with durability `full`).
+  per-device sequence number and buffers the encoded row. The committer writes the buffer in one transaction
+  (one fsync with durability `full`) as soon as the previous transaction finished: group commit, so a reading
+  waits about one commit and slow storage gets larger transactions, not a queue. `commit_interval_ms` > 0 adds a
+  minimum spacing between transactions.
 - Committed records are handed to consumers from an in-memory tail (no read-back, no decoding) while they keep
   up; a consumer that fell behind (outage, restart) reads from the database in batches.
 - All SQLite work runs on one worker thread, so a slow SD card never stalls the event loop (acquisition timing).
@@ -296,8 +298,9 @@ class DurableLog:
                         log.exception("log: commit listener failed")
 
     async def run(self) -> None:
-        """The committer: batches appends into transactions, enforces the disk cap and retention. Runs until
-        cancelled; a final flush happens in close()."""
+        """The committer: batches appends into transactions (group commit: the next one starts when the previous
+        one finished), enforces the disk cap and retention. Runs until cancelled; a final flush happens in
+        close()."""
         interval = self.config.commit_interval_ms / 1000
         last = 0.0
         failing = False
@@ -313,6 +316,8 @@ class DurableLog:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(delay):
                         await self._full.wait()
+            if interval <= 0:
+                await asyncio.sleep(0)  # polls that complete in this same loop turn join the transaction
             self._wake.clear()
             last = time.monotonic()
             try:
