@@ -232,6 +232,20 @@ def bench_profile(folder: Path, registers: int) -> str:
     return name
 
 
+def free_ports(n: int) -> list[int]:
+    """`n` distinct free loopback ports (held open together while they are picked)."""
+    import socket
+
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 def scrape(port: int) -> dict[str, float]:
     """plume_* metrics summed per (name, sink); {} while the gateway does not answer yet."""
     import httpx
@@ -260,7 +274,7 @@ def run_load(tmp: Path, name: str, devices: int, registers: int, interval: float
     db.start()
     db.create_db()
     profile = bench_profile(folder / "profiles", registers)
-    ports = [free_port() for _ in range(devices)]
+    ports = free_ports(devices)
     buses = "".join(f"  - {{name: lan{i}, type: tcp, host: 127.0.0.1, port: {p}}}\n" for i, p in enumerate(ports))
     devs = "".join(f"  - {{name: dev-{i:02d}, bus: lan{i}, address: 1, profile: {profile}, "
                    f"poll_interval_s: {interval}, timeout_s: 1}}\n" for i in range(devices))
@@ -286,11 +300,11 @@ def run_load(tmp: Path, name: str, devices: int, registers: int, interval: float
                  interval=0.01)
         startup = time.monotonic() - t_start
         time.sleep(min(2.0, interval * 2))  # past the start-up burst
-        m0, t0, cpu0 = scrape(metrics), time.monotonic(), cpu_of(gw.pid)
+        m0, t0, cpu0, sim0 = scrape(metrics), time.monotonic(), cpu_of(gw.pid), cpu_of(sim.pid)
         while time.monotonic() - t0 < duration:
             time.sleep(min(1.0, duration / 10))
             samples.append(scrape(metrics))
-        m1, t1, cpu1 = scrape(metrics), time.monotonic(), cpu_of(gw.pid)
+        m1, t1, cpu1, sim1 = scrape(metrics), time.monotonic(), cpu_of(gw.pid), cpu_of(sim.pid)
         rss = rss_of(gw.pid)
     finally:
         for p in (gw, sim):
@@ -322,7 +336,7 @@ def run_load(tmp: Path, name: str, devices: int, registers: int, interval: float
         "max": m1.get("plume_sink_latency_max_ms:mqtt"),
         "depth": max([s.get("plume_sink_log_depth:mqtt", 0) + s.get("plume_sink_log_depth:influx", 0)
                       for s in samples] or [0]),
-        "startup_s": startup, "span_s": span, "load_avg": os.getloadavg()[0],
+        "startup_s": startup, "span_s": span, "load_avg": os.getloadavg()[0], "sim_pct": 100 * (sim1 - sim0) / span,
     }
 
 
@@ -330,18 +344,21 @@ def print_loads(rows: list[dict[str, Any]], where: str) -> None:
     print(f"\n== loads: plume-sim (one Modbus TCP port per device) -> plume run -> MQTT QoS 1 + InfluxDB v1, "
           f"durability full, regulatory stage on; log on {where}")
     print(f"{'load':8s} {'offered/s':>10s} {'delivered/s':>11s} {'slots':>7s} {'taken':>7s} {'CPU %':>6s} "
-          f"{'s/10k':>6s} {'VmHWM MB':>8s} {'age p50/p95/max ms':>19s} {'depth':>6s} {'start s':>7s} {'load':>5s}")
+          f"{'s/10k':>6s} {'VmHWM MB':>8s} {'age p50/p95/max ms':>19s} {'depth':>6s} {'start s':>7s} {'load':>5s} "
+          f"{'sim %':>5s}")
     for r in rows:
         ages = "/".join("-" if r[k] is None else f"{r[k]:.0f}" for k in ("p50", "p95", "max"))
         shape = f"{r['devices']}x{r['registers']}@{r['interval']:g}s"
         print(f"{r['load']:8s} {r['offered']:>10,.0f} {min(r['delivered_influx'], r['delivered_mqtt']):>11,.0f} "
               f"{r['slots']:>7.0f} {r['taken']:>7.0f} {r['cpu_pct']:>6.1f} {r['cpu_per_10k']:>6.3f} "
               f"{r['rss_mb']:>8.1f} {ages:>19s} {r['depth']:>6.0f} {r['startup_s']:>7.2f} {r['load_avg']:>5.2f}"
+              f" {r['sim_pct']:>5.0f}"
               f"  {shape}")
     print("delivered/s = values confirmed by both sinks (the slower of MQTT PUBACK and InfluxDB 204) per second; "
           "slots = scheduled poll slots, taken = polls made; s/10k = CPU s of plume run per 10,000 values "
           "delivered; age = poll to PUBACK (last 4096 messages); depth = most readings waiting in the log "
-          "(both sinks); start = process start to the first committed reading; load = 1-min load average")
+          "(both sinks); start = process start to the first committed reading; load = 1-min load average of the "
+          "machine; sim % = CPU of plume-sim")
 
 
 def bench_loads(tmp: Path, names: list[str], duration: float, log_dir: Path | None) -> None:
@@ -349,7 +366,15 @@ def bench_loads(tmp: Path, names: list[str], duration: float, log_dir: Path | No
     for name in names:
         devices, registers, interval = LOADS[name]
         span = max(duration, 3 * interval) if name != "idle" else max(duration, 30.0)
-        rows.append(run_load(tmp, name, devices, registers, interval, span, log_dir))
+        for attempt in range(3):  # a free port taken by another process meanwhile: try again on new ports
+            try:
+                rows.append(run_load(tmp, f"{name}" if attempt == 0 else f"{name}-{attempt}", devices, registers,
+                                     interval, span, log_dir))
+                break
+            except RuntimeError as exc:
+                print(f"   load {name}: {exc}; again", flush=True)
+        else:
+            raise RuntimeError(f"load {name} failed three times")
     print_loads(rows, "disk" if log_dir is None else str(log_dir))
 
 
