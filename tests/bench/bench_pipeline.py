@@ -156,6 +156,7 @@ async def child(site_file: str, mode: str, rate: float, duration: float) -> dict
 
 STORE_EXTRA = ""  # e.g. ", commit_interval_ms: 250" (--commit-interval-ms)
 PROFILE_TO: Path | None = None  # --profile: cProfile the gateway of each load into this folder
+GATEWAY_ROOT: Path | None = None  # --gateway-root: run `plume run` from another checkout (before/after figures)
 
 
 def write_site(folder: Path, mqtt_port: int | None, influx_port: int, extra: str = "",
@@ -295,7 +296,9 @@ def run_load(tmp: Path, name: str, devices: int, registers: int, interval: float
         t_start = time.monotonic()
         prof = [] if PROFILE_TO is None else ["-m", "cProfile", "-o", str(PROFILE_TO / f"{name}.prof")]
         gw = subprocess.Popen([sys.executable, *prof, "-m", "gateway.cli_run", str(site), "--metrics-port",
-                               str(metrics), "--log-level", "warning"], start_new_session=True)
+                               str(metrics), "--log-level", "warning"], start_new_session=True,
+                              env=None if GATEWAY_ROOT is None else {**os.environ, "PYTHONPATH": str(GATEWAY_ROOT)},
+                              cwd=GATEWAY_ROOT)
         wait_for(lambda: scrape(metrics).get("plume_log_committed_total:", 0) > 0, 60, "the gateway to poll",
                  interval=0.01)
         startup = time.monotonic() - t_start
@@ -349,8 +352,10 @@ def print_loads(rows: list[dict[str, Any]], where: str) -> None:
     for r in rows:
         ages = "/".join("-" if r[k] is None else f"{r[k]:.0f}" for k in ("p50", "p95", "max"))
         shape = f"{r['devices']}x{r['registers']}@{r['interval']:g}s"
-        print(f"{r['load']:8s} {r['offered']:>10,.0f} {min(r['delivered_influx'], r['delivered_mqtt']):>11,.0f} "
-              f"{r['slots']:>7.0f} {r['taken']:>7.0f} {r['cpu_pct']:>6.1f} {r['cpu_per_10k']:>6.3f} "
+        both = min(r["delivered_influx"], r["delivered_mqtt"])
+        per10k = f"{r['cpu_per_10k']:>6.3f}" if both * r["span_s"] >= 10_000 else "     -"
+        print(f"{r['load']:8s} {r['offered']:>10,.1f} {both:>11,.1f} "
+              f"{r['slots']:>7.0f} {r['taken']:>7.0f} {r['cpu_pct']:>6.2f} {per10k} "
               f"{r['rss_mb']:>8.1f} {ages:>19s} {r['depth']:>6.0f} {r['startup_s']:>7.2f} {r['load_avg']:>5.2f}"
               f" {r['sim_pct']:>5.0f}"
               f"  {shape}")
@@ -471,6 +476,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--log-dir", type=Path, help="put the gateway's log here (e.g. a tmpfs-backed loop mount)")
     p.add_argument("--commit-interval-ms", type=int, help="store.commit_interval_ms of the gateway (default: 0)")
     p.add_argument("--profile", type=Path, help="cProfile `plume run` of each load into this folder")
+    p.add_argument("--gateway-root", type=Path, help="run `plume run` from this checkout (e.g. `git archive` of an "
+                   "older commit) to compare before/after on the same machine at the same time")
     args = p.parse_args(argv)
     if args.child:
         site, mode, rate, duration = args.child
@@ -479,7 +486,8 @@ def main(argv: list[str] | None = None) -> None:
     for binary in ("mosquitto", "influxd"):
         if shutil.which(binary) is None:
             raise SystemExit(f"{binary} is not installed (see docs/services.md)")
-    global STORE_EXTRA, PROFILE_TO
+    global STORE_EXTRA, PROFILE_TO, GATEWAY_ROOT
+    GATEWAY_ROOT = args.gateway_root
     if args.commit_interval_ms is not None:
         STORE_EXTRA = f", commit_interval_ms: {args.commit_interval_ms}"
     PROFILE_TO = args.profile

@@ -79,3 +79,23 @@ async def test_memory_stays_flat_while_the_broker_is_down_and_the_backlog_grows(
         await log.close()
         if broker is not None:
             broker.stop()
+
+
+async def test_the_in_memory_tail_is_bounded_by_values_not_only_by_readings(tmp_path: Path) -> None:
+    """Consumers that keep up read committed records from memory; with wide devices (50 channels a poll) that tail
+    must not grow to thousands of readings (it was 2,560 readings: ~15 MB at 50 channels)."""
+    log = DurableLog(tmp_path / "log.sqlite", StoreConfig(durability="normal"))
+    await log.open(["broker"])
+    channels = {f"r{i}": float(i) for i in range(50)}
+    tracemalloc.start()
+    try:
+        base, _ = tracemalloc.get_traced_memory()
+        for n in range(3000):
+            log.append(reading(f"d{n % 20}", T0 + n * 5, dict(channels)))
+            if n % 100 == 99:
+                await log.flush()
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        await log.close()
+    assert held - base < 6_000_000, f"the log holds {(held - base) / 1e6:.1f} MB of committed readings in memory"
