@@ -10,8 +10,10 @@ Mosquitto and InfluxDB 1.6 (v1 API) started here on free loopback ports:
    while; the gateway commits every poll to the durable log (durability full) and delivers it to MQTT (QoS 1)
    and InfluxDB. Reported: values/s delivered by both sinks, CPU seconds per 10,000 values, peak RSS, p50/p99
    latency from poll to PUBACK (and to InfluxDB's 204).
-2. simulator: `plume-sim` serving 10 dust monitors over Modbus TCP -> `plume run` -> both sinks: what the whole
-   chain does with real polling (acquisition bound).
+2. loads: the loads of issue 12's table (idle 1x1 @ 10 s, (a) 5x12 @ 1 s, (b) 20x50 @ 100 ms, (c) 20x50 @ 50 ms,
+   ceiling 20x100 @ 50 ms): `plume-sim` serving each device on its own Modbus TCP port -> `plume run` in its own
+   process -> both sinks. Reported per load: offered and delivered values/s, poll slots scheduled/taken, CPU %,
+   CPU s per 10,000 values, peak RSS (VmHWM), age poll->PUBACK p50/p95/max, log depth, start-up time.
 3. backlog: one simulated day of a 10-device site (10 channels at 1 s: 864,000 polls, 8.64 M values) already in
    the log, InfluxDB sink only: the drain rate after an outage.
 """
@@ -442,13 +444,14 @@ def bench_backlog(tmp: Path, hours: float) -> None:
           f"{r['maxrss_mb']:.1f} MB; InfluxDB holds {count:,} points")
 
 
-def bench_durability(tmp: Path, commits: int) -> None:
+def bench_durability(tmp: Path, commits: int, log_dir: Path | None = None) -> None:
     """What an fsync per commit costs: the same commits with durability full and normal."""
+    where = log_dir or tmp
     from gateway.store.config import StoreConfig
     from gateway.store.log import DurableLog
 
     async def run(durability: str) -> float:
-        log = DurableLog(tmp / f"durability-{durability}" / "log.sqlite", StoreConfig(durability=durability))
+        log = DurableLog(where / f"durability-{durability}" / "log.sqlite", StoreConfig(durability=durability))
         await log.open([])
         values = {ch: ChannelValue(1.5, "ug/m3", Flag.N) for ch in CHANNELS}
         t = time.perf_counter()
@@ -461,7 +464,7 @@ def bench_durability(tmp: Path, commits: int) -> None:
         return took / commits
 
     full, normal = asyncio.run(run("full")), asyncio.run(run("normal"))
-    print(f"\n== durability: {commits} commits of 10 polls each")
+    print(f"\n== durability: {commits} commits of 10 polls each, log on {'disk' if log_dir is None else log_dir}")
     print(f"   full (fsync every commit): {full * 1000:.2f} ms a commit; normal: {normal * 1000:.2f} ms a commit")
 
 
@@ -496,7 +499,7 @@ def main(argv: list[str] | None = None) -> None:
           f"{'quick' if args.quick else 'full'} run")
     with tempfile.TemporaryDirectory(prefix="plume-bench-") as tmp:
         if "durability" in only:
-            bench_durability(Path(tmp), 50 if args.quick else 400)
+            bench_durability(Path(tmp), 50 if args.quick else 400, args.log_dir)
         if "sustained" in only:
             rates = args.rates or ([5_000] if args.quick else [20_000, 30_000, 40_000, 50_000])
             bench_sustained(Path(tmp), rates, 3 if args.quick else 20)
