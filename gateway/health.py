@@ -60,6 +60,7 @@ class HealthMonitor:
                 "polls": polls,
                 "ok": ok,
                 "failures": int(getattr(h, "failures", polls - ok)),
+                "missed_slots": int(getattr(h, "missed_slots", 0)),
                 "success_rate": round(ok / polls, 4) if polls else None,
                 "online": bool(getattr(h, "online", False)),
                 "latency_ms": None if latency is None else round(float(latency), 2),
@@ -73,7 +74,7 @@ class HealthMonitor:
         for s in self.sinks:
             c = s.consumer
             oldest = await self.log.oldest_pending_ts(c)
-            p50, p99 = s.status.latency_quantiles()
+            p50, p95, p99, pmax = s.status.latency_summary()
             sinks[s.name] = {
                 "type": s.status.type,
                 "target": redact(s.status.target),
@@ -87,7 +88,9 @@ class HealthMonitor:
                 "reconnects": s.status.reconnects,
                 "failures": s.status.failures,
                 "latency_p50_ms": None if p50 is None else round(p50, 1),
+                "latency_p95_ms": None if p95 is None else round(p95, 1),
                 "latency_p99_ms": None if p99 is None else round(p99, 1),
+                "latency_max_ms": None if pmax is None else round(pmax, 1),
                 "last_error": redact(s.status.last_error),
                 "problem": redact(s.status.problem),
             }
@@ -153,15 +156,18 @@ class PrometheusCollector:
         rate = gauge("plume_device_poll_success_ratio", "Successful polls / polls since start", ["device"])
         online = gauge("plume_device_online", "1 while the device answers", ["device"])
         lat = gauge("plume_device_poll_latency_ms", "Latency of the last poll", ["device"])
+        missed = counter("plume_device_poll_slots_missed", "Scheduled poll slots skipped (overrun) since start",
+                         ["device"])
         for name, d in snap["devices"].items():
             polls.add_metric([site, name], d["polls"])
+            missed.add_metric([site, name], d["missed_slots"])
             fails.add_metric([site, name], d["failures"])
             if d["success_rate"] is not None:
                 rate.add_metric([site, name], d["success_rate"])
             online.add_metric([site, name], 1.0 if d["online"] else 0.0)
             if d["latency_ms"] is not None:
                 lat.add_metric([site, name], d["latency_ms"])
-        yield from (polls, fails, rate, online, lat)
+        yield from (polls, fails, rate, online, lat, missed)
 
         depth = gauge("plume_sink_log_depth", "Readings committed and not yet delivered", ["sink"])
         age = gauge("plume_sink_log_age_seconds", "Age of the oldest undelivered reading", ["sink"])
@@ -173,7 +179,9 @@ class PrometheusCollector:
         problem = gauge("plume_sink_problem", "1 while the sink reports a standing problem (see health)", ["sink"])
         connected = gauge("plume_sink_connected", "1 while the target is reachable", ["sink"])
         p50 = gauge("plume_sink_latency_p50_ms", "Median poll-to-confirmation latency (recent)", ["sink"])
+        p95 = gauge("plume_sink_latency_p95_ms", "95th percentile poll-to-confirmation latency (recent)", ["sink"])
         p99 = gauge("plume_sink_latency_p99_ms", "99th percentile poll-to-confirmation latency (recent)", ["sink"])
+        pmax = gauge("plume_sink_latency_max_ms", "Longest poll-to-confirmation latency (recent)", ["sink"])
         for name, s in snap["sinks"].items():
             labels = [site, name]
             depth.add_metric(labels, s["depth"])
@@ -187,8 +195,11 @@ class PrometheusCollector:
             connected.add_metric(labels, 1.0 if s["connected"] else 0.0)
             if s["latency_p50_ms"] is not None:
                 p50.add_metric(labels, s["latency_p50_ms"])
+                p95.add_metric(labels, s["latency_p95_ms"])
                 p99.add_metric(labels, s["latency_p99_ms"])
-        yield from (depth, age, delivered, values, dropped, rejected, reconnects, problem, connected, p50, p99)
+                pmax.add_metric(labels, s["latency_max_ms"])
+        yield from (depth, age, delivered, values, dropped, rejected, reconnects, problem, connected, p50, p95, p99,
+                    pmax)
 
         lg = snap["log"]
         for key, doc in (("readings", "Readings held in the log"), ("bytes", "Bytes of the log holding data"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from gateway.acquisition.codec import decode, status_flag
+from gateway.acquisition.codec import Decoder, decode, decoder_for, status_flag
 from gateway.acquisition.link import ReadError
 from gateway.acquisition.planner import Request, plan_profile
 from gateway.core.model import ChannelValue, DeviceReading, Flag, worst_flag
@@ -24,9 +24,11 @@ class DeviceDecoder:
         self.profile = device.profile
         self.kind = device.profile.kind
         self.plan: list[Request] = plan_profile(device.profile) if device.profile.protocol == "modbus" else []
+        self._decoders: dict[str, Decoder] = {r.channel: decoder_for(r) for r in device.profile.registers}
 
     def reading(self, ts: int, results: Sequence[tuple[Request, list[int] | ReadError]]) -> DeviceReading:
         values: dict[str, ChannelValue] = {}
+        decoders = self._decoders
         status_flags: list[tuple[StatusSpec, Flag]] = []
         errors: list[str] = []
         for req, result in results:
@@ -43,7 +45,7 @@ class DeviceDecoder:
                 if isinstance(it, StatusSpec):
                     status_flags.append((it, status_flag(it, words)))
                 else:
-                    values[it.channel] = decode(it, words)
+                    values[it.channel] = decoders[it.channel](words)
         self.apply_status(values, status_flags)
         ok = any(not isinstance(r, ReadError) for _, r in results)
         return DeviceReading(self.site_id, self.name, self.kind, ts, self.ordered(values), ok, "; ".join(errors))

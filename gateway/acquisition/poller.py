@@ -52,7 +52,8 @@ class DeviceHealth:
     last_latency_ms: float | None = None
     last_error: str = ""
     last_ok_ms: int | None = None
-    overruns: int = 0  # polls that started later than one interval after their due time
+    overruns: int = 0  # polls that ended after their next slot was over (slots were skipped)
+    missed_slots: int = 0  # scheduled slots skipped because the poll before them overran them
 
     @property
     def success_rate(self) -> float:
@@ -87,12 +88,16 @@ class DeviceState:
         self.due = loop_now + (math.ceil(wall / period) * period - wall) / fast
 
     def schedule_next(self, loop_now: float) -> None:
+        """The next slot on the grid. A slot that began while the last poll was still running (a busy loop, a
+        slow answer) is taken at once, late; slots whose successors began too are skipped (no burst to catch
+        up) and counted in `missed_slots`."""
         self.due += self.interval_s
-        if self.due <= loop_now:  # overran: skip to the next slot instead of bursting to catch up
+        late = loop_now - self.due
+        if late >= self.interval_s:
+            missed = int(late // self.interval_s)
             self.health.overruns += 1
-            self.due += math.ceil((loop_now - self.due) / self.interval_s) * self.interval_s
-            if self.due <= loop_now:
-                self.due += self.interval_s
+            self.health.missed_slots += missed
+            self.due += missed * self.interval_s
 
     def record(self, reading: DeviceReading, latency_s: float, loop_now: float) -> None:
         h = self.health

@@ -125,11 +125,6 @@ def _influx(site: Site, cfg: InfluxSinkConfig, where: str, problems: list[str]) 
                                 site.base)
     else:
         secret = resolve_secret(f"{where}.token", cfg.token, cfg.token_env, cfg.token_file, problems, site.base)
-        try:
-            import influxdb_client  # noqa: F401
-        except ImportError:
-            problems.append(f"{where}.api: v2 needs the influxdb-client package "
-                            "(pip install 'influxdb-client[async]'), or use api: v1")
     if cfg.api == "v1":
         add_basic_auth(cfg.username, secret)  # sent as HTTP Basic: its base64 is a secret too
     add_secret(secret)

@@ -39,12 +39,13 @@ class SinkStatus:
         for r in records:
             lat.append(now - r.ts)
 
-    def latency_quantiles(self) -> tuple[float | None, float | None]:
-        """p50 and p99 of the recent poll-to-confirmation latencies (ms)."""
+    def latency_summary(self) -> tuple[float | None, float | None, float | None, float | None]:
+        """p50, p95, p99 and max of the recent poll-to-confirmation latencies (ms)."""
         if not self.latencies_ms:
-            return None, None
+            return None, None, None, None
         s = sorted(self.latencies_ms)
-        return s[len(s) // 2], s[min(len(s) - 1, int(len(s) * 0.99))]
+        n = len(s)
+        return s[n // 2], s[min(n - 1, int(n * 0.95))], s[min(n - 1, int(n * 0.99))], s[-1]
 
 
 class Sink(Protocol):

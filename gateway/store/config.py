@@ -50,11 +50,13 @@ class StoreConfig(BaseModel):
         "normal: survives a crash of the process but may lose the last commits at a power cut.",
     )
     commit_interval_ms: int = Field(
-        250,
+        0,
         ge=0,
         le=10_000,
-        description="Readings are committed in one transaction at most this often (0: commit every poll). "
-        "A crash or power cut can lose at most this much of not yet committed readings.",
+        description="0 (group commit): a transaction starts as soon as the previous one finished and takes "
+        "everything that arrived meanwhile, so a reading waits at most about one commit (one fsync) and a slow "
+        "card simply gets larger transactions. N > 0: in addition at most one transaction every N ms (fewer "
+        "fsyncs, more latency). A crash or power cut can lose only readings not yet committed.",
     )
 
     def log_path(self, site_file: Path | None) -> Path:

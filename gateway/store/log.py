@@ -1,10 +1,13 @@
 """The durable log: readings are committed to SQLite before any sink sees them; each sink reads with its own cursor.
 
 - `append()` is called on the event loop for every poll and never blocks: it assigns the record id and the
-  per-device sequence number and buffers the encoded row. The committer writes the buffer in one transaction at
-  most every `commit_interval_ms` (one fsync per commit with durability `full`).
+  per-device sequence number and buffers the encoded row. The committer writes the buffer in one transaction
+  (one fsync with durability `full`) as soon as the previous transaction finished: group commit, so a reading
+  waits about one commit and slow storage gets larger transactions, not a queue. `commit_interval_ms` > 0 adds a
+  minimum spacing between transactions.
 - Committed records are handed to consumers from an in-memory tail (no read-back, no decoding) while they keep
-  up; a consumer that fell behind (outage, restart) reads from the database in batches.
+  up (the tail is bounded in records and in channel values, so wide devices do not inflate memory); a consumer
+  that fell behind (outage, restart) reads from the database in batches.
 - All SQLite work runs on one worker thread, so a slow SD card never stalls the event loop (acquisition timing).
 - The disk cap drops the oldest rows, delivered or not; what a consumer had not yet delivered is counted as
   dropped for it, logged and kept in its cursor row (it survives restarts). Records of `KEPT_KINDS` (the audit
@@ -47,6 +50,7 @@ from gateway.store.records import (
     UnknownRecord,
     record_type,
     record_type_of,
+    value_count,
 )
 
 log = logging.getLogger("plume.store")
@@ -100,7 +104,8 @@ class LogStats:
 class DurableLog:
     """SQLite (WAL) store-and-forward log with per-consumer cursors."""
 
-    def __init__(self, path: Path, config: StoreConfig | None = None, *, tail_size: int = 2048, max_batch: int = 5000):
+    def __init__(self, path: Path, config: StoreConfig | None = None, *, tail_size: int = 2048,
+                 tail_values: int = 40_000, max_batch: int = 5000):
         self.path = path
         self.config = config or StoreConfig()
         self._db = LogDb(path, self.config.durability, wal_budget=int(self.config.min_free_mb * 1e6 / 4))
@@ -124,6 +129,8 @@ class DurableLog:
         self._new_seqs: dict[str, int] = {}
         self._rejects: list[RejectRow] = []
         self._tail: list[LogRecord] = []
+        self._tail_values = 0  # channel values of the readings in the tail
+        self._tail_value_budget = tail_values
         self._committed = asyncio.Event()
         self._wake = asyncio.Event()
         self._full = asyncio.Event()
@@ -363,10 +370,9 @@ class DurableLog:
         if records:
             self.committed_id = records[-1].id
             self.committed_records += len(records)
-            tail = self._tail
-            tail.extend(records)
-            if len(tail) > self._tail_size + 512:
-                del tail[: len(tail) - self._tail_size]
+            self._tail.extend(records)
+            self._tail_values += value_count(records)
+            self._bound_tail()
             self._committed.set()
             self._committed = asyncio.Event()
             for listener in self._listeners:
@@ -376,8 +382,9 @@ class DurableLog:
                     log.exception("log: commit listener failed")
 
     async def run(self) -> None:
-        """The committer: batches appends into transactions, enforces the disk cap and retention. Runs until
-        cancelled; a final flush happens in close()."""
+        """The committer: batches appends into transactions (group commit: the next one starts when the previous
+        one finished), enforces the disk cap and retention. Runs until cancelled; a final flush happens in
+        close()."""
         interval = self.config.commit_interval_ms / 1000
         last = 0.0
         failing = False
@@ -393,6 +400,8 @@ class DurableLog:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(delay):
                         await self._full.wait()
+            if interval <= 0:
+                await asyncio.sleep(0)  # polls that complete in this same loop turn join the transaction
             self._wake.clear()
             last = time.monotonic()
             try:
@@ -726,7 +735,25 @@ class DurableLog:
     def _trim_tail(self) -> None:
         tail = self._tail
         if tail and tail[0].id < self.first_id:
-            del tail[: min(len(tail), self.first_id - tail[0].id)]
+            self._drop_tail_front(min(len(tail), self.first_id - tail[0].id))
+
+    def _bound_tail(self) -> None:
+        """Keep at most `tail_size` records and `tail_values` channel values in memory (with some slack, so
+        trimming happens in steps): wide devices must not make the tail a memory hog."""
+        tail = self._tail
+        if len(tail) > self._tail_size + 512:
+            self._drop_tail_front(len(tail) - self._tail_size)
+        if self._tail_values > self._tail_value_budget * 5 // 4:
+            excess, k = self._tail_values - self._tail_value_budget, 0
+            while excess > 0 and k < len(tail):
+                excess -= value_count(tail[k : k + 1])
+                k += 1
+            self._drop_tail_front(k)
+
+    def _drop_tail_front(self, k: int) -> None:
+        tail = self._tail
+        self._tail_values -= value_count(tail[:k])
+        del tail[:k]
 
     # --- plumbing --------------------------------------------------------------------------------------------
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:

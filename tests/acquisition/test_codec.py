@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.acquisition.codec import decode, encode, encode_raw, status_flag
+from gateway.acquisition.codec import decode, decoder_for, encode, encode_raw, status_flag
 from gateway.core.model import Flag
 from gateway.profile import DataType, Order, RegisterSpec, StatusSpec, load_profile
 
@@ -156,3 +156,20 @@ def test_scaled_values_survive_encode_decode(raw, scale, offset):
     value = decode(s, [raw]).value
     assert isinstance(value, float)
     assert encode(s, value) == [raw]
+
+
+@given(
+    typ=st.sampled_from(["u16", "i16", "u32", "f32", "bits"]),
+    order=st.sampled_from(["ABCD", "CDAB", "BADC", "DCBA"]),
+    scale=st.sampled_from([1.0, 0.1, 0.01, 0.001, 2.5, 10.0]),
+    offset=st.sampled_from([0.0, -40.0, 0.5, 273.15]),
+    bounds=st.tuples(st.none() | st.integers(-100, 100), st.none() | st.integers(200, 5000)),
+    words=st.lists(st.integers(0, 0xFFFF), min_size=2, max_size=2),
+)
+def test_the_per_channel_decoder_gives_what_decode_gives(typ: str, order: str, scale: float, offset: float,
+                                                         bounds: tuple[int | None, int | None],
+                                                         words: list[int]) -> None:
+    spec = RegisterSpec.model_validate({"channel": "c", "address": 0, "function": 3, "type": typ, "order": order,
+                                "scale": scale, "offset": offset, "min": bounds[0], "max": bounds[1], "unit": "u",
+                                **({"bit": 3} if typ == "bits" else {})})
+    assert decoder_for(spec)(words) == decode(spec, words)

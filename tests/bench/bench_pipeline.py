@@ -10,8 +10,10 @@ Mosquitto and InfluxDB 1.6 (v1 API) started here on free loopback ports:
    while; the gateway commits every poll to the durable log (durability full) and delivers it to MQTT (QoS 1)
    and InfluxDB. Reported: values/s delivered by both sinks, CPU seconds per 10,000 values, peak RSS, p50/p99
    latency from poll to PUBACK (and to InfluxDB's 204).
-2. simulator: `plume-sim` serving 10 dust monitors over Modbus TCP -> `plume run` -> both sinks: what the whole
-   chain does with real polling (acquisition bound).
+2. loads: the loads of issue 12's table (idle 1x1 @ 10 s, (a) 5x12 @ 1 s, (b) 20x50 @ 100 ms, (c) 20x50 @ 50 ms,
+   ceiling 20x100 @ 50 ms): `plume-sim` serving each device on its own Modbus TCP port -> `plume run` in its own
+   process -> both sinks. Reported per load: offered and delivered values/s, poll slots scheduled/taken, CPU %,
+   CPU s per 10,000 values, peak RSS (VmHWM), age poll->PUBACK p50/p95/max, log depth, start-up time.
 3. backlog: one simulated day of a 10-device site (10 channels at 1 s: 864,000 polls, 8.64 M values) already in
    the log, InfluxDB sink only: the drain rate after an outage.
 """
@@ -154,7 +156,13 @@ async def child(site_file: str, mode: str, rate: float, duration: float) -> dict
 
 # --- the harness --------------------------------------------------------------------------------------------
 
-def write_site(folder: Path, mqtt_port: int | None, influx_port: int, extra: str = "") -> Path:
+STORE_EXTRA = ""  # e.g. ", commit_interval_ms: 250" (--commit-interval-ms)
+PROFILE_TO: Path | None = None  # --profile: cProfile the gateway of each load into this folder
+GATEWAY_ROOT: Path | None = None  # --gateway-root: run `plume run` from another checkout (before/after figures)
+
+
+def write_site(folder: Path, mqtt_port: int | None, influx_port: int, extra: str = "",
+               store_dir: Path | None = None) -> Path:
     sinks = []
     if mqtt_port is not None:
         sinks.append(f"  - {{type: mqtt, name: mqtt, host: 127.0.0.1, port: {mqtt_port}, health_interval_s: 0, "
@@ -162,7 +170,9 @@ def write_site(folder: Path, mqtt_port: int | None, influx_port: int, extra: str
     sinks.append(f"  - {{type: influx, name: influx, url: 'http://127.0.0.1:{influx_port}', database: plume, "
                  "health_interval_s: 0, gzip: false}")
     path = folder / "site.yaml"
-    path.write_text(f"site: {{id: bench}}\n{extra}store: {{dir: '{folder}/log', durability: full}}\nsinks:\n"
+    store = store_dir or folder / "log"
+    path.write_text(f"site: {{id: bench}}\n{extra}store: {{dir: '{store}', durability: full{STORE_EXTRA}}}\n"
+                    "sinks:\n"
                     + "\n".join(sinks) + "\n")
     return path
 
@@ -204,52 +214,103 @@ def bench_sustained(tmp: Path, rates: list[int], duration: float) -> None:
             db.stop()
 
 
-def bench_simulator(tmp: Path, duration: float, devices: int = 10, interval: float = 0.05) -> None:
-    folder = tmp / "simulator"
+# name: (devices, registers per device, poll interval s) - the loads of issue 12's table, one TCP port per device
+LOADS: dict[str, tuple[int, int, float]] = {
+    "idle": (1, 1, 10.0),
+    "a": (5, 12, 1.0),
+    "b": (20, 50, 0.1),
+    "c": (20, 50, 0.05),
+    "ceiling": (20, 100, 0.05),
+}
+
+
+def bench_profile(folder: Path, registers: int) -> str:
+    """A device of `registers` u16 holding registers read in one request (the simulator walks each one)."""
+    name = f"bench-{registers}"
+    folder.mkdir(parents=True, exist_ok=True)
+    regs = "".join(f"  - {{channel: r{i}, address: {i}, function: 3, type: u16, scale: 0.1, unit: ug/m3}}\n"
+                   for i in range(registers))
+    (folder / f"{name}.yaml").write_text(f"name: {name}\nkind: dust\nmax_registers_per_request: 125\n"
+                                         f"registers:\n{regs}")
+    return name
+
+
+def free_ports(n: int) -> list[int]:
+    """`n` distinct free loopback ports (held open together while they are picked)."""
+    import socket
+
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def scrape(port: int) -> dict[str, float]:
+    """plume_* metrics summed per (name, sink); {} while the gateway does not answer yet."""
+    import httpx
+
+    out: dict[str, float] = {}
+    try:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    except httpx.HTTPError:
+        return out
+    for line in text.splitlines():
+        if line.startswith("plume_") and "{" in line:
+            name, rest = line.split("{", 1)
+            labels, value = rest.rsplit("} ", 1)
+            key = name + ":" + next((p.split('"')[1] for p in labels.split(",") if p.startswith("sink=")), "")
+            out[key] = out.get(key, 0.0) + float(value)
+    return out
+
+
+def run_load(tmp: Path, name: str, devices: int, registers: int, interval: float, duration: float,
+             log_dir: Path | None = None) -> dict[str, Any]:
+    """plume-sim (one Modbus TCP port per device) -> `plume run` (its own process) -> Mosquitto + InfluxDB."""
+    folder = tmp / f"load-{name}"
     folder.mkdir()
     broker, db = Mosquitto(folder / "mosquitto"), InfluxDB(folder / "influxdb")
     broker.start()
     db.start()
     db.create_db()
-    ports = [free_port() for _ in range(devices)]
+    profile = bench_profile(folder / "profiles", registers)
+    ports = free_ports(devices)
     buses = "".join(f"  - {{name: lan{i}, type: tcp, host: 127.0.0.1, port: {p}}}\n" for i, p in enumerate(ports))
-    devs = "".join(f"  - {{name: dust-{i}, bus: lan{i}, address: 1, profile: dust-monitor, "
+    devs = "".join(f"  - {{name: dev-{i:02d}, bus: lan{i}, address: 1, profile: {profile}, "
                    f"poll_interval_s: {interval}, timeout_s: 1}}\n" for i in range(devices))
-    site = write_site(folder, broker.port, db.port, extra=f"buses:\n{buses}devices:\n{devs}")
+    store = None if log_dir is None else log_dir / f"load-{name}"
+    site = write_site(folder, broker.port, db.port, extra=f"profiles_dir: [profiles]\nbuses:\n{buses}devices:\n{devs}",
+                      store_dir=store)
     sim_bin = Path(sys.executable).parent / "plume-sim"
     sim = subprocess.Popen([str(sim_bin), str(site), "--quiet"], stdout=subprocess.PIPE, text=True,
                            start_new_session=True)
     metrics = free_port()
     gw: subprocess.Popen[str] | None = None
+    samples: list[dict[str, float]] = []
     try:
         assert sim.stdout is not None
         while "ready:" not in (line := sim.stdout.readline()):
             if not line and sim.poll() is not None:
                 raise RuntimeError(f"plume-sim exited with {sim.returncode}")
-        gw = subprocess.Popen([sys.executable, "-m", "gateway.cli_run", str(site), "--metrics-port", str(metrics),
-                               "--log-level", "warning"], start_new_session=True)
-        import httpx
-
-        def scrape() -> dict[str, float]:
-            out: dict[str, float] = {}
-            try:
-                text = httpx.get(f"http://127.0.0.1:{metrics}/metrics", timeout=5).text
-            except httpx.HTTPError:
-                return out
-            for line in text.splitlines():
-                if line.startswith("plume_") and "{" in line:
-                    name, rest = line.split("{", 1)
-                    labels, value = rest.rsplit("} ", 1)
-                    key = name + ":" + next((p.split('"')[1] for p in labels.split(",") if p.startswith("sink=")), "")
-                    out[key] = out.get(key, 0.0) + float(value)
-            return out
-
-        wait_for(lambda: scrape().get("plume_log_committed_total:", 0) > 0, 30, "the gateway to poll")
-        m0, t0, cpu0 = scrape(), time.monotonic(), cpu_of(gw.pid)
-        time.sleep(duration)
-        m1, t1, cpu1 = scrape(), time.monotonic(), cpu_of(gw.pid)
+        t_start = time.monotonic()
+        prof = [] if PROFILE_TO is None else ["-m", "cProfile", "-o", str(PROFILE_TO / f"{name}.prof")]
+        gw = subprocess.Popen([sys.executable, *prof, "-m", "gateway.cli_run", str(site), "--metrics-port",
+                               str(metrics), "--log-level", "warning"], start_new_session=True,
+                              env=None if GATEWAY_ROOT is None else {**os.environ, "PYTHONPATH": str(GATEWAY_ROOT)},
+                              cwd=GATEWAY_ROOT)
+        wait_for(lambda: scrape(metrics).get("plume_log_committed_total:", 0) > 0, 60, "the gateway to poll",
+                 interval=0.01)
+        startup = time.monotonic() - t_start
+        time.sleep(min(2.0, interval * 2))  # past the start-up burst
+        m0, t0, cpu0, sim0 = scrape(metrics), time.monotonic(), cpu_of(gw.pid), cpu_of(sim.pid)
+        while time.monotonic() - t0 < duration:
+            time.sleep(min(1.0, duration / 10))
+            samples.append(scrape(metrics))
+        m1, t1, cpu1, sim1 = scrape(metrics), time.monotonic(), cpu_of(gw.pid), cpu_of(sim.pid)
         rss = rss_of(gw.pid)
-        sim_cpu = cpu_of(sim.pid)
     finally:
         for p in (gw, sim):
             if p is not None and p.poll() is None:
@@ -261,18 +322,67 @@ def bench_simulator(tmp: Path, duration: float, devices: int = 10, interval: flo
                     p.wait()
         broker.stop()
         db.stop()
-    values = m1["plume_sink_delivered_values_total:influx"] - m0["plume_sink_delivered_values_total:influx"]
-    mq = m1["plume_sink_delivered_values_total:mqtt"] - m0["plume_sink_delivered_values_total:mqtt"]
-    polls = m1["plume_device_polls_total:"] - m0["plume_device_polls_total:"]
-    fails = m1["plume_device_poll_failures_total:"] - m0["plume_device_poll_failures_total:"]
-    print(f"\n== simulator: plume-sim ({devices} dust monitors, Modbus TCP, one bus each, poll every {interval} s) "
-          f"-> plume run -> MQTT + InfluxDB, {duration:g} s")
-    print(f"   {polls / (t1 - t0):,.0f} polls/s ({fails:.0f} failed); delivered {values / (t1 - t0):,.0f} values/s "
-          f"to InfluxDB, {mq / (t1 - t0):,.0f} to MQTT")
-    print(f"   plume run: CPU {cpu1 - cpu0:.2f} s = {(cpu1 - cpu0) / max(values / 10_000, 1e-9):.3f} CPU s per 10,000 "
-          f"values; RSS {rss:.1f} MB (plume-sim used {sim_cpu:.1f} CPU s in all)")
-    print(f"   latency poll->PUBACK p50 {m1.get('plume_sink_latency_p50_ms:mqtt', 0):.0f} ms, "
-          f"p99 {m1.get('plume_sink_latency_p99_ms:mqtt', 0):.0f} ms (last 4096 messages)")
+    span = t1 - t0
+
+    def delta(key: str) -> float:
+        return m1.get(key, 0.0) - m0.get(key, 0.0)
+
+    influx, mqtt = delta("plume_sink_delivered_values_total:influx"), delta("plume_sink_delivered_values_total:mqtt")
+    polls = delta("plume_device_polls_total:")
+    missed = delta("plume_device_poll_slots_missed_total:")
+    both = min(influx, mqtt)
+    cpu = cpu1 - cpu0
+    return {
+        "load": name, "devices": devices, "registers": registers, "interval": interval,
+        "offered": devices * registers / interval, "delivered_influx": influx / span, "delivered_mqtt": mqtt / span,
+        "slots": polls + missed, "taken": polls, "failed": delta("plume_device_poll_failures_total:"),
+        "cpu_pct": 100 * cpu / span, "cpu_per_10k": cpu / max(both / 10_000, 1e-9), "rss_mb": rss,
+        "p50": m1.get("plume_sink_latency_p50_ms:mqtt"), "p95": m1.get("plume_sink_latency_p95_ms:mqtt"),
+        "max": m1.get("plume_sink_latency_max_ms:mqtt"),
+        "depth": max([s.get("plume_sink_log_depth:mqtt", 0) + s.get("plume_sink_log_depth:influx", 0)
+                      for s in samples] or [0]),
+        "startup_s": startup, "span_s": span, "load_avg": os.getloadavg()[0], "sim_pct": 100 * (sim1 - sim0) / span,
+    }
+
+
+def print_loads(rows: list[dict[str, Any]], where: str) -> None:
+    print(f"\n== loads: plume-sim (one Modbus TCP port per device) -> plume run -> MQTT QoS 1 + InfluxDB v1, "
+          f"durability full, regulatory stage on; log on {where}")
+    print(f"{'load':8s} {'offered/s':>10s} {'delivered/s':>11s} {'slots':>7s} {'taken':>7s} {'CPU %':>6s} "
+          f"{'s/10k':>6s} {'VmHWM MB':>8s} {'age p50/p95/max ms':>19s} {'depth':>6s} {'start s':>7s} {'load':>5s} "
+          f"{'sim %':>5s}")
+    for r in rows:
+        ages = "/".join("-" if r[k] is None else f"{r[k]:.0f}" for k in ("p50", "p95", "max"))
+        shape = f"{r['devices']}x{r['registers']}@{r['interval']:g}s"
+        both = min(r["delivered_influx"], r["delivered_mqtt"])
+        per10k = f"{r['cpu_per_10k']:>6.3f}" if both * r["span_s"] >= 10_000 else "     -"
+        print(f"{r['load']:8s} {r['offered']:>10,.1f} {both:>11,.1f} "
+              f"{r['slots']:>7.0f} {r['taken']:>7.0f} {r['cpu_pct']:>6.2f} {per10k} "
+              f"{r['rss_mb']:>8.1f} {ages:>19s} {r['depth']:>6.0f} {r['startup_s']:>7.2f} {r['load_avg']:>5.2f}"
+              f" {r['sim_pct']:>5.0f}"
+              f"  {shape}")
+    print("delivered/s = values confirmed by both sinks (the slower of MQTT PUBACK and InfluxDB 204) per second; "
+          "slots = scheduled poll slots, taken = polls made; s/10k = CPU s of plume run per 10,000 values "
+          "delivered; age = poll to PUBACK (last 4096 messages); depth = most readings waiting in the log "
+          "(both sinks); start = process start to the first committed reading; load = 1-min load average of the "
+          "machine; sim % = CPU of plume-sim")
+
+
+def bench_loads(tmp: Path, names: list[str], duration: float, log_dir: Path | None) -> None:
+    rows = []
+    for name in names:
+        devices, registers, interval = LOADS[name]
+        span = max(duration, 3 * interval) if name != "idle" else max(duration, 30.0)
+        for attempt in range(3):  # a free port taken by another process meanwhile: try again on new ports
+            try:
+                rows.append(run_load(tmp, f"{name}" if attempt == 0 else f"{name}-{attempt}", devices, registers,
+                                     interval, span, log_dir))
+                break
+            except RuntimeError as exc:
+                print(f"   load {name}: {exc}; again", flush=True)
+        else:
+            raise RuntimeError(f"load {name} failed three times")
+    print_loads(rows, "disk" if log_dir is None else str(log_dir))
 
 
 def cpu_of(pid: int) -> float:
@@ -334,13 +444,14 @@ def bench_backlog(tmp: Path, hours: float) -> None:
           f"{r['maxrss_mb']:.1f} MB; InfluxDB holds {count:,} points")
 
 
-def bench_durability(tmp: Path, commits: int) -> None:
+def bench_durability(tmp: Path, commits: int, log_dir: Path | None = None) -> None:
     """What an fsync per commit costs: the same commits with durability full and normal."""
+    where = log_dir or tmp
     from gateway.store.config import StoreConfig
     from gateway.store.log import DurableLog
 
     async def run(durability: str) -> float:
-        log = DurableLog(tmp / f"durability-{durability}" / "log.sqlite", StoreConfig(durability=durability))
+        log = DurableLog(where / f"durability-{durability}" / "log.sqlite", StoreConfig(durability=durability))
         await log.open([])
         values = {ch: ChannelValue(1.5, "ug/m3", Flag.N) for ch in CHANNELS}
         t = time.perf_counter()
@@ -353,7 +464,7 @@ def bench_durability(tmp: Path, commits: int) -> None:
         return took / commits
 
     full, normal = asyncio.run(run("full")), asyncio.run(run("normal"))
-    print(f"\n== durability: {commits} commits of 10 polls each")
+    print(f"\n== durability: {commits} commits of 10 polls each, log on {'disk' if log_dir is None else log_dir}")
     print(f"   full (fsync every commit): {full * 1000:.2f} ms a commit; normal: {normal * 1000:.2f} ms a commit")
 
 
@@ -362,7 +473,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--quick", action="store_true", help="short runs (a smoke test of the benchmark itself)")
     p.add_argument("--child", nargs=4, metavar=("SITE", "MODE", "RATE", "DURATION"), help=argparse.SUPPRESS)
     p.add_argument("--rates", type=int, nargs="+", help="offered values/s of the sustained runs")
-    p.add_argument("--only", choices=["sustained", "simulator", "backlog", "durability"], action="append")
+    p.add_argument("--only", choices=["sustained", "loads", "backlog", "durability"], action="append")
+    p.add_argument("--loads", nargs="+", choices=list(LOADS), help="which loads of the loads table")
+    p.add_argument("--duration", type=float, help="seconds measured per load (default 20; idle at least 30)")
+    p.add_argument("--log-dir", type=Path, help="put the gateway's log here (e.g. a tmpfs-backed loop mount)")
+    p.add_argument("--commit-interval-ms", type=int, help="store.commit_interval_ms of the gateway (default: 0)")
+    p.add_argument("--profile", type=Path, help="cProfile `plume run` of each load into this folder")
+    p.add_argument("--gateway-root", type=Path, help="run `plume run` from this checkout (e.g. `git archive` of an "
+                   "older commit) to compare before/after on the same machine at the same time")
     args = p.parse_args(argv)
     if args.child:
         site, mode, rate, duration = args.child
@@ -371,17 +489,23 @@ def main(argv: list[str] | None = None) -> None:
     for binary in ("mosquitto", "influxd"):
         if shutil.which(binary) is None:
             raise SystemExit(f"{binary} is not installed (see docs/services.md)")
-    only = set(args.only or ["durability", "sustained", "simulator", "backlog"])
+    global STORE_EXTRA, PROFILE_TO, GATEWAY_ROOT
+    GATEWAY_ROOT = args.gateway_root
+    if args.commit_interval_ms is not None:
+        STORE_EXTRA = f", commit_interval_ms: {args.commit_interval_ms}"
+    PROFILE_TO = args.profile
+    only = set(args.only or ["durability", "sustained", "loads", "backlog"])
     print(f"plume pipeline benchmark: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
           f"{'quick' if args.quick else 'full'} run")
     with tempfile.TemporaryDirectory(prefix="plume-bench-") as tmp:
         if "durability" in only:
-            bench_durability(Path(tmp), 50 if args.quick else 400)
+            bench_durability(Path(tmp), 50 if args.quick else 400, args.log_dir)
         if "sustained" in only:
             rates = args.rates or ([5_000] if args.quick else [20_000, 30_000, 40_000, 50_000])
             bench_sustained(Path(tmp), rates, 3 if args.quick else 20)
-        if "simulator" in only:
-            bench_simulator(Path(tmp), 3 if args.quick else 15)
+        if "loads" in only:
+            names = args.loads or (["a", "b"] if args.quick else list(LOADS))
+            bench_loads(Path(tmp), names, args.duration or (3 if args.quick else 20), args.log_dir)
         if "backlog" in only:
             bench_backlog(Path(tmp), 0.05 if args.quick else 24)
 

@@ -1,17 +1,22 @@
 """The InfluxDB sink against real servers: InfluxDB 1.6 through the v1 /write API, VictoriaMetrics through the v2
-/api/v2/write API (influxdb-client). Readings are built by hand and committed to a real durable log."""
+/api/v2/write API (httpx, like v1). Readings are built by hand and committed to a real durable log."""
 
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from gateway.core.model import ChannelValue, DeviceReading, Flag
+from gateway.pipeline.consumers import build_consumers
 from gateway.sinks.config import InfluxSinkConfig
 from gateway.sinks.influx import InfluxSink
+from gateway.site.model import Site
 from gateway.store.config import StoreConfig
 from gateway.store.log import DurableLog
 
@@ -145,7 +150,11 @@ async def test_database_down_for_a_while_loses_nothing(tmp_path: Path, influxdb:
     assert [r["time"] for r in influxdb.rows("dust")] == [T0 + i * 100 for i in range(101)]
 
 
-async def test_v2_write_api_against_victoria_metrics(tmp_path: Path, victoria: VictoriaMetrics) -> None:
+async def test_v2_write_api_against_victoria_metrics(tmp_path: Path, victoria: VictoriaMetrics,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # the gateway needs no InfluxDB client library for v2: the body is our line protocol, httpx posts it
+    for lib in ("influxdb_client", "aiohttp", "reactivex"):
+        monkeypatch.setitem(sys.modules, lib, None)  # importing it now raises ImportError
     log = DurableLog(tmp_path / "log.sqlite", StoreConfig())
     await log.open(["vm"])
     now = int(time.time() * 1000) - 60_000
@@ -169,3 +178,15 @@ async def test_v2_write_api_against_victoria_metrics(tmp_path: Path, victoria: V
     assert got == {
         f"dust-{d}": [(now + i * 1000, float((now + i * 1000) % 997)) for i in range(d, 30, 3)] for d in range(3)
     }
+
+
+def test_a_v2_site_builds_its_sink_without_an_influxdb_client_library(write_site: Callable[..., Site],
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "influxdb_client", None)
+    site = write_site("""
+        site: {{id: s}}
+        store: {{dir: '{tmp}/log'}}
+        sinks:
+          - {{type: influx, name: cloud, api: v2, url: 'http://127.0.0.1:1', org: o, bucket: b, token: t}}
+    """)
+    assert len(build_consumers(site)) == 1
