@@ -25,13 +25,15 @@ class FakeSystemd:
         self.sock.bind("\0" + address[1:] if address.startswith("@") else address)
         self.sock.settimeout(2.0)
 
-    def receive(self, timeout: float = 2.0) -> list[str]:
-        """The assignments of the next datagram."""
-        self.sock.settimeout(timeout)
+    def receive(self, timeout: float | None = None) -> list[str]:
+        """The assignments of the next datagram (waiting `timeout` s, default: the socket's timeout)."""
+        before = self.sock.gettimeout()
+        if timeout is not None:
+            self.sock.settimeout(timeout)
         try:
             data = self.sock.recv(4096)
         finally:
-            self.sock.settimeout(2.0)
+            self.sock.settimeout(before)
         return data.decode().split("\n")
 
     def pending(self) -> list[list[str]]:

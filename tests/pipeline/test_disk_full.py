@@ -29,7 +29,7 @@ from .servers import Mosquitto, MqttCollector, free_port, wait_for
 MAX_BUFFERED = 300
 
 SITE = """\
-site: {{id: disk-site}}
+site: {{id: disk-site, timezone: Asia/Shanghai}}
 buses:
   - {{name: lan, type: tcp, host: 127.0.0.1, port: {sim_port}}}
 devices:

@@ -101,7 +101,8 @@ def filled(tmp_path_factory: pytest.TempPathFactory) -> Path:
     async def fill() -> None:
         gw = Gateway(site, source=Stack)
         hours: list[int] = []
-        gw.on_commit(lambda recs: hours.extend(1 for r in recs if getattr(r.payload, "window", "") == "1h"))
+        gw.on_commit(lambda recs: hours.extend(
+            1 for r in recs if getattr(getattr(r, "payload", None), "window", "") == "1h"))
         stop = asyncio.Event()
         task = asyncio.create_task(gw.run(stop))
         try:

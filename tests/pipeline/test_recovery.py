@@ -172,7 +172,7 @@ async def test_the_refusing_endpoint_raises_the_sink_problem_alarm(refusing: int
     from gateway.pipeline.gateway import Gateway
 
     site = write_site("""
-        site: {{id: test-site}}
+        site: {{id: test-site, timezone: Asia/Shanghai}}
         store: {{dir: "{tmp}/log", commit_interval_ms: 50}}
         windows: {{devices: []}}
         rule_packs: [{{pack: gateway-health, disable: [offline, bad-data]}}]

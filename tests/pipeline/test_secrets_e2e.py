@@ -82,7 +82,7 @@ def test_no_secret_in_any_log_line_or_stored_error(tmp_path: Path, echo: int, pr
         site = tmp_path / "site.yaml"
         sim_port = free_port()
         site.write_text(f"""\
-site: {{id: secret-site}}
+site: {{id: secret-site, timezone: Asia/Shanghai}}
 buses:
   - {{name: lan, type: tcp, host: 127.0.0.1, port: {sim_port}}}
 devices:
