@@ -32,6 +32,9 @@ EXCEPTION_NAMES = {
 }
 
 
+QUIET_AFTER_FAILURE_S = 0.1  # silence that ends a late or dripping answer before the line is used again
+
+
 class ReadError(Exception):
     """A read that produced no data. `kind` is timeout | garbled | exception | link."""
 
@@ -66,6 +69,8 @@ class ModbusLink:
         self._rx_bytes = 0
         self._client: Any = None
         self._last_end = 0.0
+        self._last_rx = 0.0
+        self._failed = False  # the last transaction ended without a valid answer
         self.reconnects = 0
         self.connected_once = False
 
@@ -85,7 +90,19 @@ class ModbusLink:
     def _trace(self, sending: bool, data: bytes) -> bytes:
         if not sending:
             self._rx_bytes += len(data)
+            self._last_rx = asyncio.get_running_loop().time()
         return data
+
+    async def _wait_for_quiet(self, limit_s: float) -> None:
+        """After a failed transaction on a shared line, wait until nobody is talking any more (a slave still
+        sending its late answer would collide with the next request, or be taken for its answer)."""
+        if not self._failed or isinstance(self.bus, TcpBus):
+            return
+        loop = asyncio.get_running_loop()
+        quiet_s = max(self.pause_s, QUIET_AFTER_FAILURE_S)
+        deadline = loop.time() + limit_s
+        while (wait := self._last_rx + quiet_s - loop.time()) > 0 and loop.time() < deadline:
+            await asyncio.sleep(min(wait, deadline - loop.time()))
 
     @property
     def where(self) -> str:
@@ -119,15 +136,20 @@ class ModbusLink:
         """One request/answer on the link, after the pause the line needs; the answer, or ReadError."""
         await self.open()
         loop = asyncio.get_running_loop()
+        await self._wait_for_quiet(timeout_s)
         wait = self._last_end + self.pause_s - loop.time()
         if wait > 0:
             await asyncio.sleep(wait)
         self._rx_bytes = 0
+        self._failed = True
         try:
             # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation (shutdown would hang)
             async with asyncio.timeout(timeout_s):
                 rr = await call(self._client)
         except TimeoutError:
+            if not isinstance(self.bus, RtuBus):
+                # a late answer must not be taken for the next one, nor a server busy with this one waited on
+                self.close()
             if self._rx_bytes:
                 msg = f"{self._rx_bytes} bytes received but no valid frame (CRC/framing)"
                 raise ReadError("garbled", msg) from None
@@ -139,6 +161,7 @@ class ModbusLink:
             raise ReadError("link", f"link error on {self.where}: {exc}") from None
         finally:
             self._last_end = loop.time()
+        self._failed = False
         if rr.isError():
             code = int(getattr(rr, "exception_code", 0))
             raise ReadError("exception", f"Modbus exception {code} ({EXCEPTION_NAMES.get(code, 'unknown')})", code)
@@ -164,9 +187,21 @@ class ModbusLink:
             return getattr(client, names[function])(address, count=count, device_id=device_id)
 
         rr = await self._transact(call, timeout_s)
-        if function in (1, 2):
-            return [int(b) for b in rr.bits[:count]]
-        regs = list(rr.registers)
-        if len(regs) < count:
-            raise ReadError("garbled", f"asked {count} registers, got {len(regs)}")
-        return regs
+        return checked_answer(rr, function, count)
+
+
+def checked_answer(rr: Any, function: int, count: int) -> list[int]:
+    """The bits or registers of a read's answer, or ReadError('garbled') when the answer is not the one asked for:
+    another function code, fewer or more data than `count` (bits come padded to whole bytes, no further)."""
+    got_fc = int(getattr(rr, "function_code", function)) & 0x7F
+    if got_fc != function:
+        raise ReadError("garbled", f"answer to function {function} came with function {got_fc}")
+    if function in (1, 2):
+        bits = list(getattr(rr, "bits", None) or [])
+        if not count <= len(bits) <= 8 * ((count + 7) // 8):
+            raise ReadError("garbled", f"asked {count} bits, got {len(bits)} ({len(bits) // 8} bytes)")
+        return [int(b) for b in bits[:count]]
+    regs = list(getattr(rr, "registers", None) or [])
+    if len(regs) != count:
+        raise ReadError("garbled", f"asked {count} registers, got {len(regs)}")
+    return regs
