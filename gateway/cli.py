@@ -258,7 +258,8 @@ def read(
         if name not in known:
             err.print(f"no device {name!r} in {file} (devices: {', '.join(sorted(known))})")
             raise typer.Exit(2)
-    readings = asyncio.run(Acquisition(site, lambda _r: None).poll_once(device))
+    acq = Acquisition(site, lambda _r: None)
+    readings = asyncio.run(acq.poll_once(device))
     if as_json:
         from gateway.sinks.contract import data_payload
         from gateway.store.records import ReadingRecord
@@ -276,6 +277,9 @@ def read(
     for r in readings:
         if not r.ok:
             err.print(dead_device_hint(site, r.device, r.error), soft_wrap=True)
+    for name, notes in acq.narrowed().items():
+        err.print(f"device {name} refused a read across unmapped registers; read split at the gaps: "
+                  f"{'; '.join(notes)}. Put `max_gap: 0` on device {name} in the site file to plan it so.")
     if readings and not any(r.ok for r in readings):
         raise typer.Exit(1)
 

@@ -4,6 +4,7 @@ pty RTU line, and the healthy neighbours (same bus, other bus) keep being polled
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 import pytest
@@ -29,13 +30,13 @@ PROFILES = {f"fc{fc}": one_fc_profile(fc) for fc in (1, 2, 3, 4)}
 
 HOSTILE = [
     "empty", "short", "oversized", "wrong_fc", "wrong_unit", "bytecount:0", "bytecount:7", "exception:1",
-    "exception:2", "exception:3", "exception:4", "exception:6", "garbage", "dead", "drip:40",
+    "exception:2", "exception:3", "exception:4", "exception:6", "garbage", "dead", "drip:60",
 ]
 
 
 def hostile_site(make_site, bus: dict):
     other = RTU_BUS if bus is TCP_BUS else TCP_BUS
-    fast = {"poll_interval_s": 0.2, "timeout_s": 0.15, "retries": 0, "backoff_max_s": 0.8}
+    fast = {"poll_interval_s": 0.2, "timeout_s": 0.25, "retries": 0, "backoff_max_s": 0.8}
     devices = [
         *[{"name": f"bad{fc}", "bus": bus["name"], "address": 10 + fc, "profile": f"fc{fc}", **fast}
           for fc in (1, 2, 3, 4)],
@@ -70,7 +71,7 @@ async def test_hostile_answers_at_every_function_code_leave_the_neighbours_polli
     for r in readings:
         if r.device == "elsewhere":  # another bus never notices
             assert r.ok and all(cv.flag is Flag.N for cv in r.values.values()), (r.device, r.error)
-        elif r.device == "neighbour" and kind != "drip:40":
+        elif r.device == "neighbour" and kind != "drip:60":
             # same line: only a device still talking after its slot (the drip) may garble a neighbour's answer,
             # and then that answer is flagged B; a value is never wrong
             assert r.ok and all(cv.flag is Flag.N for cv in r.values.values()), (r.device, r.error)
@@ -83,7 +84,10 @@ async def test_hostile_answers_at_every_function_code_leave_the_neighbours_polli
     assert good >= 3, ("the neighbour is starved", [r.error for r in readings if r.device == "neighbour"])
     health = acq.health()
     for fc in (1, 2, 3, 4):
-        assert health[f"bad{fc}"].failures > 0 or health[f"bad{fc}"].skipped > 0
+        h = health[f"bad{fc}"]
+        assert h.failures + h.skipped + h.exceptions > 0, h
+        if kind.startswith("exception"):  # an exception is an answer: online, on schedule, no back-off
+            assert h.online and h.skipped == 0 and h.exceptions > 0, h
 
 
 @pytest.mark.parametrize("kind", ["bytecount:0", "short", "wrong_fc", "oversized"])
@@ -97,3 +101,29 @@ async def test_poll_once_turns_a_hostile_answer_into_flag_b_not_a_crash(make_sit
     assert {cv.flag for cv in reading.values.values()} == {Flag.B}
     assert all(cv.value is None for cv in reading.values.values())
     assert reading.error
+
+
+async def test_undecodable_tcp_frames_are_one_counted_line_per_device_and_cause_not_tracebacks(make_site, caplog):
+    site = make_site([TCP_BUS], [
+        {"name": "bad", "bus": "lan", "address": 3, "profile": "fc3", "poll_interval_s": 0.1, "timeout_s": 0.2,
+         "retries": 0, "backoff_max_s": 0.2},
+        {"name": "good", "bus": "lan", "address": 1, "profile": "dust-monitor", "poll_interval_s": 0.1},
+    ], profiles=PROFILES)
+    readings: list[DeviceReading] = []
+    async with Simulator(site, pace=False, faults=["bad:short"]):
+        acq = Acquisition(site, readings.append)
+        with caplog.at_level(logging.DEBUG, logger="asyncio"), caplog.at_level(logging.INFO):
+            task = asyncio.create_task(acq.run())
+            deadline = time.monotonic() + 15
+            while acq.health()["bad"].bad_frames < 5:
+                assert time.monotonic() < deadline and not task.done(), acq.health()["bad"]
+                await asyncio.sleep(0.05)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+    assert not [r for r in caplog.records if r.name == "asyncio" and r.levelno >= logging.WARNING]
+    assert not any(r.exc_info for r in caplog.records)
+    lines = [r.getMessage() for r in caplog.records if "could not decode" in r.getMessage()]
+    assert len(lines) == 1 and "bad" in lines[0] and "Unable to decode" in lines[0], lines
+    assert acq.health()["good"].bad_frames == 0
+    assert all(r.ok for r in readings if r.device == "good")
