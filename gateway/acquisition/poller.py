@@ -222,7 +222,7 @@ class ModbusBusWorker:
                     await self._do_writes()
                 if self._reads:
                     await self._do_reads()
-                dev = min(self.devices, key=lambda d: d.due)
+                dev = self.pick(loop.time())
                 delay = dev.due - loop.time()
                 if delay > 0:
                     self._wake.clear()
@@ -242,6 +242,32 @@ class ModbusBusWorker:
                 if not rfut.done():
                     rfut.set_result(dev.decoder.failed(now_ms(), ReadError("link", "acquisition stopped")))
 
+    def costly(self, dev: DeviceState, now: float) -> bool:
+        """A real poll of a device that has been failing: it likely costs a whole timeout of line time."""
+        h = dev.health
+        return h.consecutive_failures > 0 and (h.online or now >= dev.probe_at)
+
+    def pick(self, now: float) -> DeviceState:
+        """The device to serve next. Devices that answer go first; a failing device's probe waits for the slack
+        before the next slot of the others, so a dead slave does not push its neighbours' polls late. It waits
+        at most one of its intervals: on a bus with no slack it is probed anyway, late."""
+        due = [d for d in self.devices if d.due <= now]
+        if not due:
+            return min(self.devices, key=lambda d: d.due)
+        cheap = [d for d in due if not self.costly(d, now)]
+        if cheap:
+            return min(cheap, key=lambda d: d.due)
+        dev = min(due, key=lambda d: d.due)
+        others = [d.due for d in self.devices if d not in due]
+        if not others or now + dev.timeout_s + self.link.pause_s <= min(others) or now - dev.due >= dev.interval_s:
+            return dev
+        return min((d for d in self.devices if d not in due), key=lambda d: d.due)
+
+    def slack_until(self, dev: DeviceState) -> float | None:
+        """When the next other device is due: retries of `dev` must end before then (None: no one else)."""
+        others = [d.due for d in self.devices if d is not dev]
+        return min(others) if others else None
+
     async def poll_scheduled(self, dev: DeviceState) -> DeviceReading:
         loop = asyncio.get_running_loop()
         start = loop.time()
@@ -254,7 +280,8 @@ class ModbusBusWorker:
             return reading
         # a device whose last poll got no answer at all gets one try, not its full retries, until it answers again
         suspect = dev.health.consecutive_failures > 0
-        reading, answered = await self.poll_answered(dev, retries=0 if suspect else dev.retries)
+        reading, answered = await self.poll_answered(dev, retries=0 if suspect else dev.retries,
+                                                     retry_until=self.slack_until(dev))
         dev.health.bad_frames = self.link.bad_frames[dev.address]
         dev.record(reading, loop.time() - start, loop.time(), answered)
         self.emit(reading)
@@ -263,7 +290,8 @@ class ModbusBusWorker:
     async def poll(self, dev: DeviceState, retries: int) -> DeviceReading:
         return (await self.poll_answered(dev, retries))[0]
 
-    async def poll_answered(self, dev: DeviceState, retries: int) -> tuple[DeviceReading, bool]:
+    async def poll_answered(self, dev: DeviceState, retries: int,
+                            retry_until: float | None = None) -> tuple[DeviceReading, bool]:
         """Read every request of the plan: the reading, and whether the device answered every request (data or a
         Modbus exception). If the first read gets no answer at all, the device is not there: the rest of its
         requests are skipped rather than each waiting out its own timeout."""
@@ -272,7 +300,7 @@ class ModbusBusWorker:
         answered = False
         every = True
         for req in list(dev.decoder.plan):
-            result = await self.read(dev, req, retries)
+            result = await self.read(dev, req, retries, retry_until)
             if isinstance(result, ReadError) and not answered and result.kind in ("timeout", "link"):
                 return dev.decoder.failed(ts, result), False
             if isinstance(result, ReadError) and result.kind == "exception" and result.code == 2:
@@ -312,10 +340,15 @@ class ModbusBusWorker:
                     dev.health.bus, note, dev.health.device)
         return out
 
-    async def read(self, dev: DeviceState, req: Request, retries: int) -> list[int] | ReadError:
+    async def read(self, dev: DeviceState, req: Request, retries: int,
+                   retry_until: float | None = None) -> list[int] | ReadError:
+        """One request, retried up to `retries` times on silence or a garbled answer — but a retry only when it
+        can end before `retry_until` (the next other device's slot): retries use slack, never a neighbour's time."""
         loop = asyncio.get_running_loop()
         last: ReadError = ReadError("timeout", "not tried")
-        for _ in range(retries + 1):
+        for attempt in range(retries + 1):
+            if attempt and retry_until is not None and loop.time() + dev.timeout_s > retry_until:
+                return last
             if not self.link.is_open and loop.time() < self._link_retry_at:
                 return ReadError("link", f"{self.link.where} unavailable, retrying in "
                                          f"{self._link_retry_at - loop.time():.1f} s")

@@ -93,3 +93,18 @@ async def test_plume_read_shows_the_narrowed_plan(make_site):
     assert proc.returncode == 0, text
     assert "55.5" in text
     assert "max_gap: 0" in text and "fc3@0+6" in text and "fc3@0+2" in text and "fc3@5+1" in text, text
+
+
+async def test_plume_plan_probe_shows_the_plan_the_device_accepted(make_site):
+    site = make_site([TCP_BUS], [{"name": "d", "bus": "lan", "address": 1, "profile": "gappy", **FAST}],
+                     profiles={"gappy": PROFILE_WITH_GAP})
+    async with Simulator(site, pace=False, faults=["d:strict"]):
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gateway.cli", "plan", str(site.path), "--probe",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+    text = out.decode() + err.decode()
+    assert proc.returncode == 0, text
+    assert "max_gap: 0" in text and "2 requests" in text, text
+    rows = [line.split() for line in out.decode().splitlines() if line.strip().startswith("3 ")]
+    assert [(r[1], r[3]) for r in rows] == [("0", "2"), ("5", "1")], text
