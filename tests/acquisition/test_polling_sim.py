@@ -4,6 +4,7 @@ coalescing, each fault giving the right flag or recovering, and a dead slave not
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import math
 import time
@@ -258,6 +259,6 @@ async def test_a_dead_slaves_probes_use_the_slack_so_its_neighbour_keeps_its_per
     dead = acq.health()["dead"]
     assert dead.polls >= 4, dead  # it was probed, several times
     # the first slot, before anything is known of the dead slave, costs the neighbour one timeout, once
-    gaps = [(b - a) / 1000 for a, b in zip(stack[1:], stack[2:], strict=False)]
+    gaps = [(b - a) / 1000 for a, b in itertools.pairwise(stack[1:])]
     assert len(gaps) >= 5, gaps
     assert all(abs(g - 1.0) <= 0.15 for g in gaps), gaps
