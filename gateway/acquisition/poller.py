@@ -230,7 +230,11 @@ class ModbusBusWorker:
                         async with asyncio.timeout(delay):
                             await self._wake.wait()
                     continue  # a write came in, or it is time: look again
-                await self.poll_scheduled(dev)
+                try:
+                    await self.poll_scheduled(dev)
+                except Exception as exc:
+                    exc.add_note(f"while polling device {dev.health.device}")
+                    raise
                 dev.schedule_next(loop.time())
                 raise_if_cancelled()
         finally:

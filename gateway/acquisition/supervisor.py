@@ -34,16 +34,18 @@ def innermost(exc: BaseException) -> BaseException:
 
 
 def place_and_cause(exc: BaseException) -> str:
-    """'ZeroDivisionError: a decoder bug (at gateway/acquisition/device.py:40 in reading)'."""
+    """'ZeroDivisionError: a decoder bug (at gateway/acquisition/device.py:40 in reading, while polling device
+    dust)': the error, where it was raised, and what the bus was doing."""
     exc = innermost(exc)
     cause = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    notes = "".join(f", {n}" for n in getattr(exc, "__notes__", ()))
     frames = traceback.extract_tb(exc.__traceback__)
     if not frames:
-        return cause
+        return cause + (f" ({notes[2:]})" if notes else "")
     f = frames[-1]
     parts = Path(f.filename).parts
     short = "/".join(parts[-3:]) if len(parts) >= 3 else f.filename
-    return f"{cause} (at {short}:{f.lineno} in {f.name})"
+    return f"{cause} (at {short}:{f.lineno} in {f.name}{notes})"
 
 
 class Slot(Protocol):
