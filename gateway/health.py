@@ -29,6 +29,7 @@ DEVICE_FAULT_COUNTERS = {
     "resyncs": ("plume_device_resyncs", "Times a frame sensor's parser threw bytes away to find the next frame"),
     "skipped": ("plume_device_skipped_polls", "Scheduled polls not made (device backed off, bus restarting)"),
     "exceptions": ("plume_device_exception_answers", "Polls the device answered only with Modbus exceptions"),
+    "bus_restarts": ("plume_device_bus_restarts", "Restarts of the device's bus after an unexpected error in it"),
 }
 
 

@@ -58,6 +58,7 @@ class DeviceHealth:
     exceptions: int = 0  # polls the device answered only with Modbus exceptions (it stays online)
     bad_frames: int = 0  # answers (or sensor frames) that arrived but were not valid: CRC, framing, checksum
     resyncs: int = 0  # frame sensors: times the parser threw bytes away to find the next frame header
+    bus_restarts: int = 0  # restarts of this device's bus after an unexpected error in it
 
     @property
     def success_rate(self) -> float:

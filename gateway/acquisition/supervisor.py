@@ -87,6 +87,8 @@ class BusSupervisor:
                 cause = place_and_cause(exc)
                 self.restarts += 1
                 self.last_error = cause
+                for dev in self.devices:
+                    dev.health.bus_restarts = self.restarts
                 first = cause not in self._causes
                 self._causes.add(cause)
                 log.log(logging.ERROR if first else logging.DEBUG,

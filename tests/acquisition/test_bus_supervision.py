@@ -125,6 +125,7 @@ async def test_a_bug_inside_one_bus_restarts_that_bus_and_no_other(make_site, mo
     said = crashes[0].getMessage()
     assert "test_bus_supervision.py" in said and "in buggy" in said and "while polling device dust" in said, said
     assert acq.bus_restarts()["rs485"] >= 1 and acq.bus_restarts()["lan"] == 0
+    assert acq.health()["dust"].bus_restarts >= 1 and acq.health()["dust-2"].bus_restarts == 0
 
 
 def plume_with_refusal(tmp_path: Path, *args: str) -> list[str]:
