@@ -156,9 +156,13 @@ def plan(
     file: SiteFile,
     device: Annotated[str | None, typer.Option(help="Only this device.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per bus and line.")] = False,
+    probe: Annotated[bool, typer.Option(
+        help="Poll each device once first and show the plan it accepted (reads it refused across unmapped "
+             "registers are split at the gaps, as `plume run` does).")] = False,
 ) -> None:
     """Show how each device's registers are coalesced into requests, and the wire cost of a poll cycle."""
     from gateway.acquisition.planner import (
+        Request,
         one_request_per_item,
         plan_profile,
         rtu_bytes,
@@ -172,6 +176,16 @@ def plan(
         if not as_json:
             out.print(*args, **kw)
 
+    accepted: dict[str, list[Request]] = {}
+    if probe:
+        from gateway.acquisition.poller import Acquisition
+
+        acq = Acquisition(site, lambda _r: None)
+        asyncio.run(acq.poll_once([device] if device else None))
+        accepted = {name: st.decoder.plan for name, st in acq.states.items()}
+        for name, notes in acq.narrowed().items():
+            show(f"device {name} refused a read across unmapped registers; split at the gaps: "
+                 f"{'; '.join(notes)}. Put `max_gap: 0` on device {name} in the site file to plan it so.")
     for bus in site.config.buses:
         devices = [d for d in site.devices_on(bus.name) if device in (None, d.name)]
         if not devices:
@@ -188,7 +202,7 @@ def plan(
         cycle, naive_cycle = [], []
         doc: dict[str, Any] = {"bus": bus.name, "type": bus.type, "devices": []}
         for d in devices:
-            reqs = plan_profile(d.profile)
+            reqs = accepted.get(d.name) or plan_profile(d.profile)
             naive = one_request_per_item(d.profile)
             cycle += reqs
             naive_cycle += naive
@@ -258,7 +272,8 @@ def read(
         if name not in known:
             err.print(f"no device {name!r} in {file} (devices: {', '.join(sorted(known))})")
             raise typer.Exit(2)
-    readings = asyncio.run(Acquisition(site, lambda _r: None).poll_once(device))
+    acq = Acquisition(site, lambda _r: None)
+    readings = asyncio.run(acq.poll_once(device))
     if as_json:
         from gateway.sinks.contract import data_payload
         from gateway.store.records import ReadingRecord
@@ -276,6 +291,9 @@ def read(
     for r in readings:
         if not r.ok:
             err.print(dead_device_hint(site, r.device, r.error), soft_wrap=True)
+    for name, notes in acq.narrowed().items():
+        err.print(f"device {name} refused a read across unmapped registers; read split at the gaps: "
+                  f"{'; '.join(notes)}. Put `max_gap: 0` on device {name} in the site file to plan it so.")
     if readings and not any(r.ok for r in readings):
         raise typer.Exit(1)
 

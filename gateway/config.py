@@ -54,12 +54,32 @@ class BusBase(Strict):
     )
 
 
+STANDARD_BAUDRATES = (300, 600, 1200, 2400, 4800, 9600, 14400, 19200, 28800, 38400, 57600, 76800, 115200,
+                      230400, 460800, 921600)
+
+
+def standard_baudrate(v: int) -> int:
+    """Only rates a UART and the devices on the line really run at: 96000 is a typo, not a speed."""
+    if v in STANDARD_BAUDRATES:
+        return v
+    nearest = min(STANDARD_BAUDRATES, key=lambda r: abs(r - v))
+    typo = next((r for r in STANDARD_BAUDRATES if r in (v // 10, v * 10) and r != nearest), None)
+    hint = f" (or {typo}, if a digit slipped)" if typo else ""
+    raise ValueError(f"{v} is not a standard baud rate; the nearest is {nearest}{hint}. "
+                     f"Standard: {', '.join(map(str, STANDARD_BAUDRATES))}")
+
+
 class SerialLine(Strict):
     port: str = Field(description="Serial device, e.g. /dev/ttyUSB0 or a pty link.")
-    baudrate: int = Field(9600, ge=300, le=921_600)
+    baudrate: int = Field(9600, ge=300, le=921_600, description="A standard rate: 1200, 2400, ... 9600, 19200, ...")
     parity: Literal["N", "E", "O"] = "N"
     stopbits: Literal[1, 2] = 1
     bytesize: Literal[7, 8] = 8
+
+    @field_validator("baudrate")
+    @classmethod
+    def _standard(cls, v: int) -> int:
+        return standard_baudrate(v)
 
 
 class RtuBus(BusBase, SerialLine):
@@ -83,6 +103,11 @@ class RtuOverTcpBus(BusBase):
     host: str
     port: int = Field(4001, ge=1, le=65535)
     baudrate: int = Field(9600, ge=300, le=921_600, description="Baud rate of the RS-485 side, for pacing.")
+
+    @field_validator("baudrate")
+    @classmethod
+    def _standard(cls, v: int) -> int:
+        return standard_baudrate(v)
 
 
 class SerialFrameBus(BusBase, SerialLine):

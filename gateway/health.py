@@ -23,6 +23,16 @@ log = logging.getLogger("plume.health")
 HEALTH_VERSION = 1
 
 
+# per-device fault counters (acquisition's DeviceHealth): snapshot key -> Prometheus counter name and help
+DEVICE_FAULT_COUNTERS = {
+    "bad_frames": ("plume_device_bad_frames", "Answers or sensor frames that arrived invalid (CRC, framing, checksum)"),
+    "resyncs": ("plume_device_resyncs", "Times a frame sensor's parser threw bytes away to find the next frame"),
+    "skipped": ("plume_device_skipped_polls", "Scheduled polls not made (device backed off, bus restarting)"),
+    "exceptions": ("plume_device_exception_answers", "Polls the device answered only with Modbus exceptions"),
+    "bus_restarts": ("plume_device_bus_restarts", "Restarts of the device's bus after an unexpected error in it"),
+}
+
+
 class HasStatus(Protocol):
     name: str
     status: SinkStatus
@@ -65,6 +75,7 @@ class HealthMonitor:
                 "online": bool(getattr(h, "online", False)),
                 "latency_ms": None if latency is None else round(float(latency), 2),
                 "last_error": redact(str(getattr(h, "last_error", ""))),
+                **{key: int(getattr(h, key, 0)) for key in DEVICE_FAULT_COUNTERS},
             }
         return out
 
@@ -168,6 +179,11 @@ class PrometheusCollector:
             if d["latency_ms"] is not None:
                 lat.add_metric([site, name], d["latency_ms"])
         yield from (polls, fails, rate, online, lat, missed)
+        for key, (metric, doc) in DEVICE_FAULT_COUNTERS.items():
+            fam = counter(metric, doc, ["device"])
+            for name, d in snap["devices"].items():
+                fam.add_metric([site, name], d.get(key, 0))
+            yield fam
 
         depth = gauge("plume_sink_log_depth", "Readings committed and not yet delivered", ["sink"])
         age = gauge("plume_sink_log_age_seconds", "Age of the oldest undelivered reading", ["sink"])

@@ -1,7 +1,10 @@
-"""YAML loading with YAML 1.2 booleans: only true/false are booleans.
+"""YAML loading with YAML 1.2 core-schema booleans and numbers.
 
-PyYAML follows YAML 1.1, where `no`, `on`, `off`, `yes` are booleans; a CEMS channel named `no` (nitric oxide)
-or a Norwegian country code would silently turn into False.
+PyYAML follows YAML 1.1, where `no`, `on`, `off`, `yes` are booleans (a CEMS channel named `no`, nitric oxide,
+would silently turn into False), `012345` is octal 5349, `22:00` is the sexagesimal 1320 and `1_000` is 1000.
+Here only true/false are booleans; integers are decimal, 0x hex or 0o octal; floats are decimal with an optional
+exponent (`1e3` too), .inf and .nan. One deliberate step beyond YAML 1.2: a number written with a leading zero
+(`012345`, a password or an MN) stays text exactly as written, where YAML 1.2 would drop the zero.
 """
 
 from __future__ import annotations
@@ -17,13 +20,37 @@ class _Loader(yaml.SafeLoader):
     pass
 
 
+_REPLACED = {"tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"}
 _Loader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    first: [(tag, rx) for tag, rx in resolvers if tag not in _REPLACED]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
 )
+_INT = re.compile(r"^(?:[-+]?(?:0|[1-9][0-9]*)|0o[0-7]+|0x[0-9a-fA-F]+)$")
+_FLOAT = re.compile(r"^(?:[-+]?(?:\.[0-9]+|(?:0|[1-9][0-9]*)(?:\.[0-9]*)?|0\.[0-9]*)(?:[eE][-+]?[0-9]+)?"
+                    r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$")
+_Loader.add_implicit_resolver("tag:yaml.org,2002:int", _INT, list("-+0123456789"))
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
+
+
+def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
+    text = str(loader.construct_scalar(node))
+    return int(text, 0) if text[:2] in ("0x", "0o") else int(text)
+
+
+def _construct_float(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> float:
+    text = str(loader.construct_scalar(node)).lower()
+    if text.endswith(".inf"):
+        return float("-inf") if text.startswith("-") else float("inf")
+    if text == ".nan":
+        return float("nan")
+    return float(text)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+_Loader.add_constructor("tag:yaml.org,2002:float", _construct_float)
 
 
 def load_yaml_text(text: str) -> Any:

@@ -14,7 +14,7 @@ from gateway.acquisition.codec import bytes_to_words, decode
 from gateway.acquisition.codec import encode as encode_value
 from gateway.profile import DataType, RegisterSpec, StatusSpec
 from gateway.site.model import ResolvedDevice
-from plume_sim.faults import Fault
+from plume_sim.faults import MANGLES, Fault
 from plume_sim.model import DeviceModel, Value
 from plume_sim.noise import uniform
 
@@ -40,8 +40,10 @@ class Verdict:
 
     answer: bool = True
     exception: int = 0  # answer reads with this exception code
-    corrupt: str = ""  # "" | "crc" | "garbage"
+    corrupt: str = ""  # "" | "crc" | "garbage" | one of faults.MANGLES
     delay_s: float = 0.0
+    drip_s: float = 0.0  # seconds between the answer's bytes
+    byte_count: int = 0  # bytecount:N
     serial: int = 0  # request number at this device: seeds the garbage bytes
 
 
@@ -119,6 +121,10 @@ class SimDevice:
             return Verdict(corrupt=f.kind, serial=n)
         if f.kind == "slow":
             return Verdict(delay_s=f.seconds, serial=n)
+        if f.kind == "drip":
+            return Verdict(drip_s=f.seconds, serial=n)
+        if f.kind in MANGLES:
+            return Verdict(corrupt=f.kind, byte_count=f.code, serial=n)
         return Verdict(serial=n)
 
     def garbage(self, serial: int, length: int | None = None) -> bytes:
@@ -191,8 +197,17 @@ class SimDevice:
         lo, hi = self.spans.get(table, (0, 0))
         if address < lo or address + count > hi:
             raise ModbusError(ILLEGAL_ADDRESS)
+        if self.fault is not None and self.fault.kind == "strict" and not self.mapped(table, address, count):
+            raise ModbusError(ILLEGAL_ADDRESS)
         image = self.image(table, address, count, now)
         return image, self.covered(table, address, image)
+
+    def mapped(self, table: int, address: int, count: int) -> bool:
+        """Every register (or bit) of [address, address + count) belongs to some channel or status register."""
+        held: set[int] = set()
+        for it in self.tables.get(table, []):
+            held.update(range(it.address, it.address + it.words))
+        return all(a in held for a in range(address, address + count))
 
     def write(self, function: int, address: int, values: list[int], now: float) -> dict[str, Any]:
         """Store written words (or bits): they override the signal from now on. Returns the write record."""

@@ -22,8 +22,18 @@ KINDS: dict[str, str] = {
     "status": "status:FLAG sets the status bits or code the profile maps to FLAG (e.g. status:C)",
     "overrange": "values at 1.2 x the register's max",
     "slow": "slow:MS answers MS milliseconds late",
+    # hostile answers: well-formed enough to reach the gateway's decoder, wrong in one way each
+    "empty": "answers a frame with no PDU at all (RTU: unit id and CRC; TCP: an MBAP header and the unit id)",
+    "short": "answers with half the data its byte count promises",
+    "oversized": "answers with more data than was asked for (byte count and data agree)",
+    "wrong_fc": "answers with another read function code (1<->2, 3<->4)",
+    "wrong_unit": "answers from another unit id",
+    "bytecount": "bytecount:N answers with byte count N and N data bytes (0: the empty FC 1/2 answer)",
+    "drip": "drip:MS sends its answer one byte every MS milliseconds",
+    "strict": "answers exception 2 to a read that touches a register the profile does not map",
 }
-NEEDS_ARG = {"timeout", "exception", "reboot", "status", "slow"}
+NEEDS_ARG = {"timeout", "exception", "reboot", "status", "slow", "bytecount", "drip"}
+MANGLES = {"empty", "short", "oversized", "wrong_fc", "wrong_unit", "bytecount"}  # applied to a read's answer
 FRAME_KINDS = {"dead", "garbage", "crc", "stuck", "overrange"}
 
 
@@ -37,7 +47,7 @@ class Fault:
     arg: str = ""
     probability: float = 0.0  # timeout
     code: int = 0  # exception
-    seconds: float = 0.0  # reboot, slow
+    seconds: float = 0.0  # reboot, slow, drip (per byte)
     status: tuple[tuple[int, int], ...] = ()  # (status spec index, raw value) for status:FLAG
 
     def __str__(self) -> str:
@@ -88,8 +98,13 @@ def parse_fault(text: str, profile: Profile) -> Fault:
         return Fault(kind, arg, code=int(code))
     if kind == "reboot":
         return Fault(kind, arg, seconds=_number(kind, arg, 0, 86400))
-    if kind == "slow":
+    if kind in ("slow", "drip"):
         return Fault(kind, arg, seconds=_number(kind, arg, 0, 600_000) / 1000)
+    if kind == "bytecount":
+        n = _number(kind, arg, 0, 255)
+        if n != int(n):
+            raise FaultError(f"bytecount: {arg} is not an integer")
+        return Fault(kind, arg, code=int(n))
     if kind == "status":
         try:
             flag = Flag(arg.upper())

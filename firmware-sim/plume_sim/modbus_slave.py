@@ -137,6 +137,31 @@ def handle_pdu(dev: SimDevice, pdu: bytes, now: float) -> tuple[bytes, Served, d
     return reply, {}, record
 
 
+OTHER_READ = {1: 2, 2: 1, 3: 4, 4: 3}
+
+
+def mangle(kind: str, reply: bytes, byte_count: int = 0) -> bytes:
+    """A read's answer PDU (fc, byte count, data) made hostile in the one way `kind` names."""
+    fc, data = reply[0], reply[2:]
+    if kind == "empty":
+        return b""
+    if kind == "short":
+        return bytes([fc, len(data)]) + data[: len(data) // 2]
+    if kind == "oversized":
+        extra = min(2 if fc in (1, 2) else 8, 255 - len(data)) or 0
+        data += bytes(extra)
+        return bytes([fc, len(data)]) + data
+    if kind == "wrong_fc":
+        return bytes([OTHER_READ.get(fc, fc)]) + reply[1:]
+    if kind == "bytecount":
+        return bytes([fc, byte_count]) + data[:byte_count].ljust(byte_count, b"\x00")
+    return reply  # wrong_unit: the PDU is right, the framing lies
+
+
+def other_unit(unit: int) -> int:
+    return unit % 247 + 1
+
+
 def answer(dev: SimDevice, pdu: bytes, now: float) -> Answer | None:
     """What the device answers to a request PDU, its fault applied; None when it stays silent."""
     verdict = dev.verdict(now)
@@ -153,4 +178,6 @@ def answer(dev: SimDevice, pdu: bytes, now: float) -> Answer | None:
     except Exception:  # a simulator bug must look like what a real device does with one: a failure answer
         log.exception("%s: request %s failed", dev.name, pdu.hex(" "))
         return Answer(exception_pdu(fc, DEVICE_FAILURE), verdict, ts)
+    if verdict.corrupt and fc in READS:
+        reply = mangle(verdict.corrupt, reply, verdict.byte_count)
     return Answer(reply, verdict, ts, served, record)

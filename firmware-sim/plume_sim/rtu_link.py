@@ -14,7 +14,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from plume_sim.device import SimDevice
-from plume_sim.modbus_slave import WRITES, Answer, answer, rtu_crc_ok, rtu_frame, rtu_request_length
+from plume_sim.modbus_slave import (
+    WRITES,
+    Answer,
+    answer,
+    other_unit,
+    rtu_crc_ok,
+    rtu_frame,
+    rtu_request_length,
+)
 
 Clock = Callable[[], float]
 OnSend = Callable[[SimDevice, Answer, bool], None]  # (device, answer, transmitted)
@@ -82,9 +90,10 @@ class RtuLine:
             return None
         v = ans.verdict
         garbage = v.corrupt == "garbage"
-        data = dev.garbage(v.serial) if garbage else rtu_frame(unit, ans.pdu, bad_crc=v.corrupt == "crc")
+        sender = other_unit(unit) if v.corrupt == "wrong_unit" else unit
+        data = dev.garbage(v.serial) if garbage else rtu_frame(sender, ans.pdu, bad_crc=v.corrupt == "crc")
         start = max(t_rx, self.free_at)
-        deadline = start + self.timing.wire_s(len(frame), len(data)) + v.delay_s
+        deadline = start + self.timing.wire_s(len(frame), len(data)) + v.delay_s + v.drip_s * len(data)
         self.free_at = deadline
         return Outgoing(data, deadline, dev, ans)
 
@@ -149,6 +158,16 @@ class RtuReceiver:
             frame, t_rx = await self.queue.get()
             out = self.line.process(frame, t_rx)
             if out is None:
+                continue
+            drip = out.answer.verdict.drip_s
+            if drip:  # slow drip: the answer trickles out, a byte at a time, ending at the deadline
+                start = out.deadline - drip * len(out.data)
+                for i, byte in enumerate(out.data):
+                    wait = start + drip * (i + 1) - loop.time()
+                    if wait > 0:
+                        await asyncio.sleep(wait)
+                    self.send(bytes([byte]))
+                self.line.on_send(out.device, out.answer, True)
                 continue
             wait = out.deadline - loop.time()
             if wait > 0:

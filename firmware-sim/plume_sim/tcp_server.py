@@ -10,7 +10,7 @@ import contextlib
 from collections.abc import Callable
 
 from plume_sim.device import SimDevice
-from plume_sim.modbus_slave import MBAP, answer, mbap_frame
+from plume_sim.modbus_slave import MBAP, answer, mbap_frame, other_unit
 from plume_sim.rtu_link import Clock, OnSend, RtuLine, RtuReceiver
 
 TID_CORRUPTION = 0x5A5A  # `crc` on TCP: there is no CRC, so the answer carries a transaction id nobody asked for
@@ -87,8 +87,15 @@ class ModbusTcpServer(_Server):
             if v.corrupt == "garbage":
                 data = dev.garbage(v.serial)
             else:
-                data = mbap_frame(tid ^ TID_CORRUPTION if v.corrupt == "crc" else tid, unit, ans.pdu)
+                sender = other_unit(unit) if v.corrupt == "wrong_unit" else unit
+                data = mbap_frame(tid ^ TID_CORRUPTION if v.corrupt == "crc" else tid, sender, ans.pdu)
             self.on_send(dev, ans, True)
+            if v.drip_s:  # slow drip: one byte at a time
+                for byte in data:
+                    writer.write(bytes([byte]))
+                    await writer.drain()
+                    await asyncio.sleep(v.drip_s)
+                continue
             writer.write(data)
             await writer.drain()
 

@@ -57,8 +57,15 @@ def bytes_to_words(raw: bytes, order: Order) -> list[int]:
     return words
 
 
+class ShortWords(ValueError):
+    """Fewer words (or bits) than the channel needs: the answer did not carry it."""
+
+
 def decode_raw(spec: RegisterSpec, words: Sequence[int]) -> int | float | str:
-    """The raw number (or text) of one channel, before scaling."""
+    """The raw number (or text) of one channel, before scaling. ShortWords when `words` cannot hold it."""
+    need = 1 if spec.type is DataType.bits else spec.words
+    if len(words) < need:
+        raise ShortWords(f"needs {need} word(s) at {spec.address}, the answer has {len(words)}")
     if spec.type is DataType.bits:
         if spec.is_bit_function:
             return int(words[0]) & 1
@@ -130,7 +137,12 @@ def to_engineering(spec: RegisterSpec, raw: int | float | str) -> ChannelValue:
 
 
 def decode(spec: RegisterSpec, words: Sequence[int]) -> ChannelValue:
-    return to_engineering(spec, decode_raw(spec, words))
+    """A channel's flagged value; an answer too short for it gives flag B and no value, never an IndexError."""
+    try:
+        raw = decode_raw(spec, words)
+    except ShortWords as exc:
+        return ChannelValue(None, spec.unit, Flag.B, str(exc))
+    return to_engineering(spec, raw)
 
 
 Decoder = Callable[[Sequence[int]], ChannelValue]
@@ -149,6 +161,8 @@ def decoder_for(spec: RegisterSpec) -> Decoder:
     normal = Flag.N
 
     def fast(words: Sequence[int]) -> ChannelValue:
+        if not words:  # an answer too short for the channel: decode says so (flag B)
+            return decode(spec, words)
         raw = words[0]
         if signed and raw >= 0x8000:
             raw -= 0x10000
@@ -163,7 +177,10 @@ def decoder_for(spec: RegisterSpec) -> Decoder:
 
 
 def status_flag(spec: StatusSpec, words: Sequence[int]) -> Flag:
-    """The flag a status register asks for: the worst of its set bits and its enumerated code."""
+    """The flag a status register asks for: the worst of its set bits and its enumerated code (B when the answer
+    is too short to hold the register)."""
+    if len(words) < spec.words:
+        return Flag.B
     raw = int.from_bytes(words_to_bytes(words[: spec.words], spec.order), "big")
     flags = [f for bit, f in spec.bits.items() if raw >> bit & 1]
     if spec.codes:

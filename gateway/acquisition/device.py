@@ -25,6 +25,7 @@ class DeviceDecoder:
         self.kind = device.profile.kind
         self.plan: list[Request] = plan_profile(device.profile) if device.profile.protocol == "modbus" else []
         self._decoders: dict[str, Decoder] = {r.channel: decoder_for(r) for r in device.profile.registers}
+        self.narrowed: list[str] = []  # requests split at run time because the device refused to read across gaps
 
     def reading(self, ts: int, results: Sequence[tuple[Request, list[int] | ReadError]]) -> DeviceReading:
         values: dict[str, ChannelValue] = {}

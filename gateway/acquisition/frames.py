@@ -22,6 +22,17 @@ class FrameParser:
     buffer: bytearray = field(default_factory=bytearray)
     bad_frames: int = 0
     good_frames: int = 0
+    resyncs: int = 0  # times bytes were thrown away to find the next frame header
+    last_was_bad: bool = False  # the most recent frame failed its checks (its predecessor is stale now)
+
+    def _bad(self) -> None:
+        self.bad_frames += 1
+        self.last_was_bad = True
+
+    def _skip(self, n: int) -> None:
+        if n > 0:
+            self.resyncs += 1
+            del self.buffer[:n]
 
     def feed(self, data: bytes) -> list[list[int]]:
         self.buffer += data
@@ -41,24 +52,25 @@ class FrameParser:
         while True:
             i = buf.find(PMS_HEADER)
             if i < 0:
-                del buf[: max(0, len(buf) - 1)]
+                self._skip(len(buf) - 1 if buf[-1:] == PMS_HEADER[:1] else len(buf))
                 return None
-            del buf[:i]
+            self._skip(i)
             if len(buf) < 4:
                 return None
             if int.from_bytes(buf[2:4], "big") != PMS_FRAME - 4:
-                self.bad_frames += 1
+                self._bad()
                 del buf[:1]
                 continue
             if len(buf) < PMS_FRAME:
                 return None
             frame = bytes(buf[:PMS_FRAME])
             if sum(frame[:30]) & 0xFFFF != int.from_bytes(frame[30:32], "big"):
-                self.bad_frames += 1
+                self._bad()
                 del buf[:1]
                 continue
             del buf[:PMS_FRAME]
             self.good_frames += 1
+            self.last_was_bad = False
             return [int.from_bytes(frame[4 + 2 * k : 6 + 2 * k], "big") for k in range(13)]
 
     def _sds(self) -> list[int] | None:
@@ -66,17 +78,18 @@ class FrameParser:
         while True:
             i = buf.find(bytes([SDS_HEAD, SDS_CMD]))
             if i < 0:
-                del buf[: max(0, len(buf) - 1)]
+                self._skip(len(buf) - 1 if buf[-1:] == bytes([SDS_HEAD]) else len(buf))
                 return None
-            del buf[:i]
+            self._skip(i)
             if len(buf) < SDS_FRAME:
                 return None
             frame = bytes(buf[:SDS_FRAME])
             if frame[9] != SDS_TAIL or sum(frame[2:8]) & 0xFF != frame[8]:
-                self.bad_frames += 1
+                self._bad()
                 del buf[:1]
                 continue
             del buf[:SDS_FRAME]
             self.good_frames += 1
+            self.last_was_bad = False
             payload = frame[2:8]
             return [int.from_bytes(payload[k : k + 2], "big") for k in range(0, 6, 2)]

@@ -54,6 +54,11 @@ def plan_items(
     return requests
 
 
+def split_request(req: Request) -> list[Request]:
+    """The same items read without crossing any unmapped register (max_gap 0); one request when there is no gap."""
+    return plan_items(req.items, max_registers=req.count, max_bits=req.count, max_gap=0)
+
+
 def plan_profile(
     profile: Profile,
     *,

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from gateway.acquisition.device import DeviceDecoder
 from gateway.acquisition.frames import FrameParser
 from gateway.acquisition.link import ModbusLink, ReadError
-from gateway.acquisition.planner import Request
+from gateway.acquisition.planner import Request, split_request
+from gateway.acquisition.supervisor import BusSupervisor, place_and_cause
 from gateway.config import RtuBus, RtuOverTcpBus, SerialFrameBus, TcpBus
 from gateway.core.clock import now_ms, speedup
 from gateway.core.model import DeviceReading
@@ -54,6 +55,10 @@ class DeviceHealth:
     last_ok_ms: int | None = None
     overruns: int = 0  # polls that ended after their next slot was over (slots were skipped)
     missed_slots: int = 0  # scheduled slots skipped because the poll before them overran them
+    exceptions: int = 0  # polls the device answered only with Modbus exceptions (it stays online)
+    bad_frames: int = 0  # answers (or sensor frames) that arrived but were not valid: CRC, framing, checksum
+    resyncs: int = 0  # frame sensors: times the parser threw bytes away to find the next frame header
+    bus_restarts: int = 0  # restarts of this device's bus after an unexpected error in it
 
     @property
     def success_rate(self) -> float:
@@ -99,10 +104,20 @@ class DeviceState:
             self.health.missed_slots += missed
             self.due += missed * self.interval_s
 
-    def record(self, reading: DeviceReading, latency_s: float, loop_now: float) -> None:
+    def record(self, reading: DeviceReading, latency_s: float, loop_now: float, answered: bool = False) -> None:
+        """Count one poll. `answered`: the device answered every request, if only with Modbus exceptions — it is
+        there (likely a wrong register map), so it stays online and on schedule, with no back-off."""
         h = self.health
         h.polls += 1
         h.last_latency_ms = latency_s * 1000
+        if not reading.ok and answered:
+            h.exceptions += 1
+            if h.last_error != reading.error:
+                log.warning("device %s on bus %s answers with exceptions: %s", h.device, h.bus, reading.error)
+            h.consecutive_failures = 0
+            h.online = True
+            h.last_error = reading.error
+            return
         if reading.ok:
             if not h.online:
                 log.info("device %s on bus %s is back online after %d failed polls", h.device, h.bus,
@@ -208,7 +223,7 @@ class ModbusBusWorker:
                     await self._do_writes()
                 if self._reads:
                     await self._do_reads()
-                dev = min(self.devices, key=lambda d: d.due)
+                dev = self.pick(loop.time())
                 delay = dev.due - loop.time()
                 if delay > 0:
                     self._wake.clear()
@@ -216,7 +231,11 @@ class ModbusBusWorker:
                         async with asyncio.timeout(delay):
                             await self._wake.wait()
                     continue  # a write came in, or it is time: look again
-                await self.poll_scheduled(dev)
+                try:
+                    await self.poll_scheduled(dev)
+                except Exception as exc:
+                    exc.add_note(f"while polling device {dev.health.device}")
+                    raise
                 dev.schedule_next(loop.time())
                 raise_if_cancelled()
         finally:
@@ -227,6 +246,32 @@ class ModbusBusWorker:
             for dev, rfut in self._reads:
                 if not rfut.done():
                     rfut.set_result(dev.decoder.failed(now_ms(), ReadError("link", "acquisition stopped")))
+
+    def costly(self, dev: DeviceState, now: float) -> bool:
+        """A real poll of a device that has been failing: it likely costs a whole timeout of line time."""
+        h = dev.health
+        return h.consecutive_failures > 0 and (h.online or now >= dev.probe_at)
+
+    def pick(self, now: float) -> DeviceState:
+        """The device to serve next. Devices that answer go first; a failing device's probe waits for the slack
+        before the next slot of the others, so a dead slave does not push its neighbours' polls late. It waits
+        at most one of its intervals: on a bus with no slack it is probed anyway, late."""
+        due = [d for d in self.devices if d.due <= now]
+        if not due:
+            return min(self.devices, key=lambda d: d.due)
+        cheap = [d for d in due if not self.costly(d, now)]
+        if cheap:
+            return min(cheap, key=lambda d: d.due)
+        dev = min(due, key=lambda d: d.due)
+        others = [d.due for d in self.devices if d not in due]
+        if not others or now + dev.timeout_s + self.link.pause_s <= min(others) or now - dev.due >= dev.interval_s:
+            return dev
+        return min((d for d in self.devices if d not in due), key=lambda d: d.due)
+
+    def slack_until(self, dev: DeviceState) -> float | None:
+        """When the next other device is due: retries of `dev` must end before then (None: no one else)."""
+        others = [d.due for d in self.devices if d is not dev]
+        return min(others) if others else None
 
     async def poll_scheduled(self, dev: DeviceState) -> DeviceReading:
         loop = asyncio.get_running_loop()
@@ -240,29 +285,75 @@ class ModbusBusWorker:
             return reading
         # a device whose last poll got no answer at all gets one try, not its full retries, until it answers again
         suspect = dev.health.consecutive_failures > 0
-        reading = await self.poll(dev, retries=0 if suspect else dev.retries)
-        dev.record(reading, loop.time() - start, loop.time())
+        reading, answered = await self.poll_answered(dev, retries=0 if suspect else dev.retries,
+                                                     retry_until=self.slack_until(dev))
+        dev.health.bad_frames = self.link.bad_frames[dev.address]
+        dev.record(reading, loop.time() - start, loop.time(), answered)
         self.emit(reading)
         return reading
 
     async def poll(self, dev: DeviceState, retries: int) -> DeviceReading:
-        """Read every request of the plan. If the first read gets no answer at all, the device is not there:
-        the rest of its requests are skipped rather than each waiting out its own timeout."""
+        return (await self.poll_answered(dev, retries))[0]
+
+    async def poll_answered(self, dev: DeviceState, retries: int,
+                            retry_until: float | None = None) -> tuple[DeviceReading, bool]:
+        """Read every request of the plan: the reading, and whether the device answered every request (data or a
+        Modbus exception). If the first read gets no answer at all, the device is not there: the rest of its
+        requests are skipped rather than each waiting out its own timeout."""
         ts = now_ms()
         results: list[tuple[Request, list[int] | ReadError]] = []
         answered = False
-        for req in dev.decoder.plan:
-            result = await self.read(dev, req, retries)
+        every = True
+        for req in list(dev.decoder.plan):
+            result = await self.read(dev, req, retries, retry_until)
             if isinstance(result, ReadError) and not answered and result.kind in ("timeout", "link"):
-                return dev.decoder.failed(ts, result)
-            answered = answered or not isinstance(result, ReadError) or result.kind == "exception"
+                return dev.decoder.failed(ts, result), False
+            if isinstance(result, ReadError) and result.kind == "exception" and result.code == 2:
+                split = await self.split_at_gaps(dev, req, retries)
+                if split is not None:
+                    results += split
+                    answered = True
+                    continue
+            got = not isinstance(result, ReadError) or result.kind == "exception"
+            answered = answered or got
+            every = every and got
             results.append((req, result))
-        return dev.decoder.reading(ts, results)
+        return dev.decoder.reading(ts, results), every
 
-    async def read(self, dev: DeviceState, req: Request, retries: int) -> list[int] | ReadError:
+    async def split_at_gaps(self, dev: DeviceState, req: Request,
+                            retries: int) -> list[tuple[Request, list[int] | ReadError]] | None:
+        """An exception 2 to a read that spans unmapped registers: many devices refuse to read across a hole in
+        their map. Read it split at the holes; when that works, the device's plan stays split for the rest of the
+        run (said once, with the `max_gap` to put in the site file). None when there is nothing to split."""
+        parts = split_request(req)
+        if len(parts) < 2:
+            return None
+        out: list[tuple[Request, list[int] | ReadError]] = []
+        for part in parts:
+            out.append((part, await self.read(dev, part, retries)))
+        if all(isinstance(r, ReadError) and r.kind == "exception" and r.code == 2 for _, r in out):
+            return None  # the holes were not the problem: report the original answer
+        plan = dev.decoder.plan
+        i = plan.index(req)
+        dev.decoder.plan = [*plan[:i], *parts, *plan[i + 1 :]]
+        note = (f"fc{req.function}@{req.address}+{req.count} -> "
+                + ", ".join(f"fc{p.function}@{p.address}+{p.count}" for p in parts))
+        dev.decoder.narrowed.append(note)
+        log.warning("device %s on bus %s answers exception 2 (illegal data address) to a read across unmapped "
+                    "registers (%s); reading it split at the gaps for the rest of this run. To plan it so from "
+                    "the start, put `max_gap: 0` on device %s in the site file", dev.health.device,
+                    dev.health.bus, note, dev.health.device)
+        return out
+
+    async def read(self, dev: DeviceState, req: Request, retries: int,
+                   retry_until: float | None = None) -> list[int] | ReadError:
+        """One request, retried up to `retries` times on silence or a garbled answer — but a retry only when it
+        can end before `retry_until` (the next other device's slot): retries use slack, never a neighbour's time."""
         loop = asyncio.get_running_loop()
         last: ReadError = ReadError("timeout", "not tried")
-        for _ in range(retries + 1):
+        for attempt in range(retries + 1):
+            if attempt and retry_until is not None and loop.time() + dev.timeout_s > retry_until:
+                return last
             if not self.link.is_open and loop.time() < self._link_retry_at:
                 return ReadError("link", f"{self.link.where} unavailable, retrying in "
                                          f"{self._link_retry_at - loop.time():.1f} s")
@@ -300,6 +391,8 @@ class FrameBusWorker:
             tg.create_task(self.report(), name=f"plume.frames-report[{self.bus.name}]")
 
     async def listen(self) -> None:
+        import termios
+
         import serial  # pyserial
 
         loop = asyncio.get_running_loop()
@@ -308,7 +401,7 @@ class FrameBusWorker:
             try:
                 port = serial.Serial(self.bus.port, self.bus.baudrate, bytesize=self.bus.bytesize,
                                      parity=self.bus.parity, stopbits=self.bus.stopbits, timeout=0)
-            except (OSError, serial.SerialException) as exc:
+            except (OSError, ValueError, termios.error) as exc:  # SerialException is an OSError
                 self.port_errors += 1
                 if self.port_errors == 1:
                     log.error("serial port %s for %s: %s", self.bus.port, self.device.health.device, exc)
@@ -326,6 +419,8 @@ class FrameBusWorker:
                     return
                 for words in self.parser.feed(data):
                     self.device.latest_frame = (loop.time(), words)
+                if self.parser.last_was_bad:  # the frame after the last good one failed: that one is stale now
+                    self.device.latest_frame = None
 
             loop.add_reader(port.fileno(), readable)
             try:
@@ -351,9 +446,14 @@ class FrameBusWorker:
         ts = now_ms()
         if frame is not None and loop.time() - frame[0] <= self.freshness_s():
             reading = dev.decoder.from_frame(ts, frame[1])
+        elif self.parser.last_was_bad:
+            reading = dev.decoder.failed(ts, ReadError("garbled", f"the last frame failed its checksum "
+                                                                  f"({self.parser.bad_frames} bad frames so far)"))
         else:
             bad = f", {self.parser.bad_frames} bad frames" if self.parser.bad_frames else ""
             reading = dev.decoder.failed(ts, ReadError("timeout", f"no valid frame for {self.freshness_s():g} s{bad}"))
+        dev.health.bad_frames = self.parser.bad_frames
+        dev.health.resyncs = self.parser.resyncs
         dev.record(reading, 0.0, loop.time())
         self.emit(reading)
         return reading
@@ -376,6 +476,8 @@ class Acquisition:
                 self.frame_workers.append(FrameBusWorker(bus, members[0], emit))
             else:
                 self.modbus_workers.append(ModbusBusWorker(bus, members, emit))
+        self.supervisors = [BusSupervisor(w.bus.name, w.run, w.devices, emit) for w in self.modbus_workers]
+        self.supervisors += [BusSupervisor(f.bus.name, f.run, [f.device], emit) for f in self.frame_workers]
 
     def health(self) -> dict[str, DeviceHealth]:
         return {name: s.health for name, s in self.states.items()}
@@ -412,12 +514,19 @@ class Acquisition:
     def link_reconnects(self) -> dict[str, int]:
         return {w.bus.name: w.link.reconnects for w in self.modbus_workers}
 
+    def narrowed(self) -> dict[str, list[str]]:
+        """Devices whose plan was split at run time (they refused a read across unmapped registers)."""
+        return {name: list(s.decoder.narrowed) for name, s in self.states.items() if s.decoder.narrowed}
+
+    def bus_restarts(self) -> dict[str, int]:
+        """Restarts of each bus after an unexpected error in it (0 for a bus that never failed)."""
+        return {s.name: s.restarts for s in self.supervisors}
+
     async def run(self) -> None:
+        """Every bus under its own supervisor: an error in one restarts that one; the others never notice."""
         async with asyncio.TaskGroup() as tg:
-            for w in self.modbus_workers:
-                tg.create_task(w.run(), name=f"plume.bus[{w.bus.name}]")
-            for f in self.frame_workers:
-                tg.create_task(f.run(), name=f"plume.frames[{f.bus.name}]")
+            for s in self.supervisors:
+                tg.create_task(s.run(), name=f"plume.bus[{s.name}]")
 
     async def poll_once(self, devices: Sequence[str] | None = None, frame_wait_s: float = 3.0) -> list[DeviceReading]:
         """Poll each (selected) device once, bus by bus, in site-file order."""
@@ -427,7 +536,14 @@ class Acquisition:
             try:
                 for d in w.devices:
                     if wanted is None or d.health.device in wanted:
-                        out[d.health.device] = await w.poll(d, d.retries)
+                        try:
+                            out[d.health.device] = await w.poll(d, d.retries)
+                        except Exception as exc:  # an unexpected error: this device's reading says so, the rest go on
+                            cause = place_and_cause(exc)
+                            log.error("bus %s, device %s: %s", w.bus.name, d.health.device, cause)
+                            w.link.close()
+                            out[d.health.device] = d.decoder.failed(now_ms(), ReadError("link", f"internal error: "
+                                                                                                f"{cause}"))
             finally:
                 w.link.close()
         frames = [f for f in self.frame_workers if wanted is None or f.device.health.device in wanted]

@@ -175,6 +175,7 @@ def health_lines(snap: Mapping[str, Any], ts_ms: int) -> list[str]:
             "polls": float(d["polls"]), "ok": float(d["ok"]), "failures": float(d["failures"]),
             "success_rate": d["success_rate"], "online": 1.0 if d["online"] else 0.0,
             "latency_ms": d["latency_ms"],
+            **{k: float(d[k]) for k in ("bad_frames", "resyncs", "skipped", "exceptions", "bus_restarts") if k in d},
         }, ts_ms))
     for name, s in snap.get("sinks", {}).items():
         lines.append(point("plume_sink", {"site": site, "sink": name, "type": s["type"]}, {

@@ -163,3 +163,19 @@ def check_alarms(site: Site) -> tuple[list[Rule], list[str]]:
         if not any(matches(r.id, hook.rules) for r in rules):
             problems.append(f"notify.webhooks[{i}].rules: no rule matches {hook.rules}")
     return rules, problems
+
+
+def config_warnings(site: Site) -> list[str]:
+    """What is allowed but likely wrong, as `path: message` lines: a sink with a user name and no password (the
+    broker or database will refuse it, or let anyone in as that user)."""
+    out: list[str] = []
+    for i, sink in enumerate(site.config.sinks):
+        user = getattr(sink, "username", None)
+        if not user or getattr(sink, "password_file", None) or getattr(sink, "password_env", None):
+            continue
+        secret = getattr(sink, "password", None)
+        if secret is None or not secret.get_secret_value():
+            out.append(f"sinks[{i}].password: empty for username {user!r} on sink {sink.name}; set password "
+                       f"(or password_env / password_file), or drop username if the server needs no login")
+    return out
+

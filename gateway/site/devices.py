@@ -37,7 +37,7 @@ def resolve_devices(cfg: SiteConfig, base: Path, problems: list[str]) -> list[Re
         if bus is None:
             known = ", ".join(buses) or "none defined"
             problems.append(f"{where}.bus: no bus named {dev.bus!r} (buses: {known})")
-        profile = _device_profile(dev, dirs, where, problems)
+        profile = _device_profile(dev, dirs, where, problems, base)
         if profile is None:
             continue
         if bus is not None:
@@ -63,10 +63,14 @@ def resolve_devices(cfg: SiteConfig, base: Path, problems: list[str]) -> list[Re
     return resolved
 
 
-def _device_profile(dev: DeviceConfig, dirs: tuple[Path, ...], where: str, problems: list[str]) -> Profile | None:
+def _device_profile(dev: DeviceConfig, dirs: tuple[Path, ...], where: str, problems: list[str],
+                    folder: Path = Path()) -> Profile | None:
     base: Profile | None = None
     if dev.profile is not None:
-        path = find_profile_file(dev.profile, dirs)
+        ref = dev.profile
+        if Path(ref).suffix in (".yaml", ".yml") and not Path(ref).is_absolute():
+            ref = str(folder / ref)  # a relative path is the site file's, whatever the working directory
+        path = find_profile_file(ref, dirs)
         if path is None:
             problems.append(f"{where}.profile: no profile {dev.profile!r} (a built-in name, a name in "
                             "profiles_dir, or a path to a .yaml file; `plume profiles list` lists the built-ins)")

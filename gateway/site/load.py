@@ -11,7 +11,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from gateway.config import ConfigError, SiteConfig, problem_line, pydantic_problems
-from gateway.site.checks import check_alarms, check_processing, check_timezone, processing_warnings, site_warnings
+from gateway.site.checks import (
+    check_alarms,
+    check_processing,
+    check_timezone,
+    config_warnings,
+    processing_warnings,
+    site_warnings,
+)
 from gateway.site.consumers import register_consumers
 from gateway.site.devices import resolve_devices
 from gateway.site.model import Site
@@ -76,7 +83,7 @@ def assemble(cfg: SiteConfig, path: Path) -> Site:
                 *names["notify.webhooks"], *names["uplinks"], *route_problems]
     if problems:
         raise ConfigError(problems)
-    site.warnings = [*processing_warnings(site), *site_warnings(site)]
+    site.warnings = [*processing_warnings(site), *site_warnings(site), *config_warnings(site)]
     return site
 
 

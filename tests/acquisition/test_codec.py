@@ -173,3 +173,13 @@ def test_the_per_channel_decoder_gives_what_decode_gives(typ: str, order: str, s
                                 "scale": scale, "offset": offset, "min": bounds[0], "max": bounds[1], "unit": "u",
                                 **({"bit": 3} if typ == "bits" else {})})
     assert decoder_for(spec)(words) == decode(spec, words)
+
+
+@pytest.mark.parametrize("dtype", [t.value for t in DataType if t is not DataType.string] + ["string"])
+def test_an_answer_too_short_for_the_channel_is_flag_b_not_an_index_error(dtype):
+    extra = {"length": 4} if dtype == "string" else {}
+    for function in ((1, 2) if dtype == "bits" else (3,)):
+        for cv in (decode(spec(type=dtype, function=function, **extra), []),
+                   decoder_for(spec(type=dtype, function=function, **extra))([])):
+            assert cv.flag is Flag.B and cv.value is None and "needs" in cv.note
+    assert status_flag(StatusSpec.model_validate({"address": 0, "bits": {0: "C"}}), []) is Flag.B

@@ -188,3 +188,21 @@ def test_bad_faults_are_one_line_errors(site: Site, fault: str, message: str) ->
     with pytest.raises(SimError) as exc:
         Simulator(site, faults=[fault])
     assert len(exc.value.problems) == 1 and message in exc.value.problems[0]
+
+
+async def test_hostile_answer_kinds_on_the_wire(sim: Simulator, raw: RawSerial) -> None:
+    coil_read = rtu(3, bytes.fromhex("03 01 F4 00 01"))
+    sim.set_fault("dust-1", "bytecount:0")
+    assert await raw.transact(coil_read, 5) == rtu(3, bytes([3, 0]))
+    sim.set_fault("dust-1", "wrong_unit")
+    assert (await raw.transact(coil_read, 7))[0] == 4
+    sim.set_fault("dust-1", "wrong_fc")
+    assert (await raw.transact(coil_read, 7))[1] == 4
+    sim.set_fault("dust-1", "empty")
+    assert await raw.transact(coil_read, 5, timeout=0.3) == rtu(3, b"")
+    sim.set_fault("dust-1", "oversized")
+    assert (await raw.transact(coil_read, 15))[2] == 10
+    sim.set_fault("dust-1", "strict")
+    mapped = rtu(3, bytes.fromhex("03 01 F4 00 0A"))  # wind speed .. pressure, all mapped
+    assert len(await raw.transact(mapped, 5 + 20)) == 25
+    assert await raw.transact(CWT_READ, 5) == rtu(3, bytes([0x83, 2]))  # spans the gap 0x01FE..0x0200
