@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import html
 import smtplib
-import socket
 import ssl
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -115,6 +114,7 @@ def render(cfg: EmailConfig, ev: AlarmEvent, *, tz: ZoneInfo, site_name: str = "
     msg["Date"] = format_datetime(local(ev.ts, tz))
     msg["Message-ID"] = f"<{ev.idempotency_key.replace('/', '.')}@plume.{ev.site}>"
     msg["X-Plume-Idempotency-Key"] = ev.idempotency_key
+    msg["X-Plume-Event"] = ev.type.value
     parts = _parts(ev, tz, cfg.language, site_name)
     msg.set_content("\n\n".join("\n".join([head, "", *detail]) for head, detail in parts))
     color = "#1a7f37" if ev.type is EventType.CLEARED else "#c62828"
@@ -163,7 +163,7 @@ def send(cfg: EmailConfig, msg: EmailMessage, password: str | None, tls: ssl.SSL
             if cfg.username:
                 server.login(cfg.username, password or "")
             server.send_message(msg)
-    except (smtplib.SMTPException, OSError, socket.timeout, ssl.SSLError) as exc:
+    except (TimeoutError, smtplib.SMTPException, OSError, ssl.SSLError) as exc:
         return classify(exc)
     return Outcome("sent")
 
