@@ -14,8 +14,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, ValidationError, field_validator
 
 from gateway.alarms.actuation import ActuatorConfig
+from gateway.alarms.notify import NotifyConfig
 from gateway.alarms.rules import Rule, RulePackRef
-from gateway.alarms.webhooks import NotifyConfig
 from gateway.cockpit.config import CockpitConfig
 from gateway.config_text import did_you_mean, human_message
 from gateway.core.strict import NAME, Strict

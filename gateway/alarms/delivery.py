@@ -1,38 +1,47 @@
-"""Webhook delivery inside `plume run`: each webhook is a log consumer with its own cursor, reading alarm records.
+"""Alarm notifications inside `plume run`: each webhook and each e-mail route is a log consumer with its own cursor,
+reading alarm records.
 
-The cursor moves only past records whose delivery is finished (sent, not for this webhook, given up), so a
+The cursor moves only past records whose delivery is finished (sent, not for this route, given up), so a
 notification survives a receiver outage and a restart; after a crash between the receiver's answer and the cursor
-commit the event is sent again with the same idempotency key (the receiver deduplicates on it). Policy (which
-events, retries, backoff) is the pure Outbox; this module does the I/O: httpx POSTs, timers, the cursor.
-Only the head of the queue is ever in flight, so the webhook reads no further than the first undelivered event.
+commit the event is sent again with the same idempotency key (the receiver deduplicates on it; a mail keeps its
+Message-ID). Policy (which events, retries, backoff) is the pure Outbox; `AlarmDelivery` does the log and timer
+side once, and each transport only says how one event is sent (`WebhookSink`: an httpx POST; `EmailSink`: SMTP).
+Only the head of the queue is ever in flight, so a route reads no further than its first undelivered event.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import random
+import ssl
+from collections.abc import AsyncIterator
+from typing import Any
 from zoneinfo import ZoneInfo
 
+from gateway.alarms.events import AlarmEvent
+from gateway.alarms.mail import EmailConfig
+from gateway.alarms.mail import render as render_mail
+from gateway.alarms.mail import send as send_mail
 from gateway.alarms.outbox import Outbox
 from gateway.alarms.records import AlarmRecord
-from gateway.alarms.webhooks import WebhookConfig, post, redact, render
+from gateway.alarms.webhooks import Outcome, WebhookConfig, post, redact, render
 from gateway.core.clock import now_ms
 from gateway.sinks.backoff import Outage
 from gateway.sinks.base import DeliveredHook, HealthProvider, SinkStatus
 from gateway.store.log import DurableLog
 from gateway.store.records import ALARM, LogRecord
 
-log = logging.getLogger("plume.webhook")
 
+class AlarmDelivery:
+    """Delivers the alarm events of the log that one route takes, in order, retried until finished."""
 
+    type = "notify"
+    log_name = "plume.notify"
 
-class WebhookSink:
-    """Delivers alarm events of the log to one webhook."""
-
-    type = "webhook"
-
-    def __init__(self, cfg: WebhookConfig, site_id: str, site_name: str, tz: ZoneInfo, log_: DurableLog, *,
-                 url: str, secret: str | None = None, on_delivered: DeliveredHook | None = None):
+    def __init__(self, cfg: WebhookConfig | EmailConfig, site_id: str, site_name: str, tz: ZoneInfo,
+                 log_: DurableLog, *, target: str, on_delivered: DeliveredHook | None = None):
         self.cfg = cfg
         self.name = cfg.name
         self.site_id = site_id
@@ -40,22 +49,28 @@ class WebhookSink:
         self.tz = tz
         self.log = log_
         self.consumer = log_.consumer(cfg.name)
-        self._url = url
-        self._secret = secret
         self._on_delivered = on_delivered
-        self.status = SinkStatus(cfg.name, "webhook", redact(url))
-        self._outage = Outage(log, f"webhook[{cfg.name}] {redact(url)}")
+        self._log = logging.getLogger(self.log_name)
+        self.status = SinkStatus(cfg.name, self.type, target)
+        self._outage = Outage(self._log, f"{self.type}[{cfg.name}] {target}")
         self.outbox = Outbox([cfg])
         self.sent = 0
         self.failed = 0
 
     def set_health(self, provider: HealthProvider, interval_s: float | None = None) -> None:
-        pass  # a webhook receiver has no place for the gateway's health
+        pass  # a notification receiver has no place for the gateway's health
+
+    @contextlib.asynccontextmanager
+    async def session(self) -> AsyncIterator[Any]:
+        """What the transport keeps open while the consumer runs (an HTTP client, nothing)."""
+        yield None
+
+    async def attempt(self, session: Any, event: AlarmEvent, now: int) -> Outcome:
+        """Send one event once; every failure is an Outcome."""
+        raise NotImplementedError
 
     async def run(self) -> None:
-        import httpx
-
-        async with httpx.AsyncClient() as client:
+        async with self.session() as session:
             after = self.consumer.acked
             while True:
                 after = max(after, self.consumer.acked)
@@ -69,23 +84,17 @@ class WebhookSink:
                     alarm = rec.payload
                     self.outbox.add(rec.id, None if alarm.checkpoint else alarm.event, now)
                 after = upto
-                if not await self._deliver(client, {r.id: r for r in records}):
+                if not await self._deliver(session, {r.id: r for r in records}):
                     return  # closing with a delivery pending: it stays in the log for the next start
                 self.log.ack(self.consumer, after)
 
-    async def _deliver(self, client: object, records: dict[int, LogRecord]) -> bool:
+    async def _deliver(self, session: Any, records: dict[int, LogRecord]) -> bool:
         """Deliver what the outbox holds; False when the log started closing before that was done."""
-        import httpx
-
-        assert isinstance(client, httpx.AsyncClient)
-        name = self.name
+        name, log = self.name, self._log
         while self.outbox.pending(name):
-            now = now_ms()
-            for d in self.outbox.due(now):
+            for d in self.outbox.due(now_ms()):
                 assert d.event is not None
-                req = render(self.cfg, d.event, url=self._url, tz=self.tz, now_ms=now, secret=self._secret,
-                             site_name=self.site_name)
-                outcome = await post(client, req, self.cfg)
+                outcome = await self.attempt(session, d.event, now_ms())
                 verdict = self.outbox.result(d, outcome, now_ms(), jitter=random.uniform(0.5, 1.0))
                 if verdict == "sent":
                     self.sent += 1
@@ -97,11 +106,11 @@ class WebhookSink:
                     self.log.ack(self.consumer, self.outbox.acked_through(name), len(done))
                     if self._on_delivered is not None:
                         self._on_delivered(done)
-                    log.debug("webhook[%s]: delivered %s", name, d.event.event_id)
+                    log.debug("%s[%s]: delivered %s", self.type, name, d.event.event_id)
                 elif verdict == "failed":
                     self.failed += 1
                     self.status.last_error = d.last_error
-                    log.warning("webhook[%s]: gave up on %s: %s", name, d.event.event_id, d.last_error)
+                    log.warning("%s[%s]: gave up on %s: %s", self.type, name, d.event.event_id, d.last_error)
                     self.log.ack(self.consumer, self.outbox.acked_through(name))
                 else:
                     self.status.failures += 1
@@ -113,3 +122,49 @@ class WebhookSink:
                     self.log.closing or await self.log.sleep(max(0.0, (wake - now_ms()) / 1000))):
                 return False
         return True
+
+
+class WebhookSink(AlarmDelivery):
+    """Delivers alarm events of the log to one webhook."""
+
+    type = "webhook"
+    log_name = "plume.webhook"
+
+    def __init__(self, cfg: WebhookConfig, site_id: str, site_name: str, tz: ZoneInfo, log_: DurableLog, *,
+                 url: str, secret: str | None = None, on_delivered: DeliveredHook | None = None):
+        super().__init__(cfg, site_id, site_name, tz, log_, target=redact(url), on_delivered=on_delivered)
+        self.webhook = cfg
+        self._url = url
+        self._secret = secret
+
+    @contextlib.asynccontextmanager
+    async def session(self) -> AsyncIterator[Any]:
+        import httpx
+
+        async with httpx.AsyncClient() as client:
+            yield client
+
+    async def attempt(self, session: Any, event: AlarmEvent, now: int) -> Outcome:
+        req = render(self.webhook, event, url=self._url, tz=self.tz, now_ms=now, secret=self._secret,
+                     site_name=self.site_name)
+        return await post(session, req, self.webhook)
+
+
+class EmailSink(AlarmDelivery):
+    """Delivers alarm events of the log by e-mail through one SMTP server."""
+
+    type = "email"
+    log_name = "plume.email"
+
+    def __init__(self, cfg: EmailConfig, site_id: str, site_name: str, tz: ZoneInfo, log_: DurableLog, *,
+                 password: str | None = None, tls: ssl.SSLContext | None = None,
+                 on_delivered: DeliveredHook | None = None):
+        super().__init__(cfg, site_id, site_name, tz, log_, target=f"smtp {cfg.host}:{cfg.server_port}",
+                         on_delivered=on_delivered)
+        self.email = cfg
+        self._password = password
+        self._tls = tls
+
+    async def attempt(self, session: Any, event: AlarmEvent, now: int) -> Outcome:
+        msg = render_mail(self.email, event, tz=self.tz, site_name=self.site_name)
+        return await asyncio.to_thread(send_mail, self.email, msg, self._password, self._tls)

@@ -12,10 +12,11 @@ HTTP 4xx) is counted and skipped, never retried forever; a retry schedule may al
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from gateway.alarms.events import AlarmEvent
-from gateway.alarms.webhooks import Outcome, RetryConfig, WebhookConfig, wants
+from gateway.alarms.webhooks import Outcome, RetryConfig, Route, wants
 
 
 class RetryPolicy:
@@ -63,7 +64,7 @@ class WebhookStats:
 
 @dataclass(slots=True)
 class _Queue:
-    cfg: WebhookConfig
+    cfg: Route
     policy: RetryPolicy
     items: deque[Delivery] = field(default_factory=deque)
     done_through: int = 0
@@ -71,7 +72,7 @@ class _Queue:
 
 
 class Outbox:
-    def __init__(self, webhooks: list[WebhookConfig]):
+    def __init__(self, webhooks: Sequence[Route]):
         self._queues = {w.name: _Queue(w, RetryPolicy(w.retry)) for w in webhooks}
 
     def add(self, record_id: int, event: AlarmEvent | None, now: int) -> None:

@@ -19,7 +19,7 @@ import hmac
 import json
 import urllib.parse
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 from zoneinfo import ZoneInfo
 
 from pydantic import Field, SecretStr, model_validator
@@ -82,14 +82,23 @@ class WebhookConfig(Strict):
         return self
 
 
-class NotifyConfig(Strict):
-    """Site-file section `notify`."""
+class Route(Protocol):
+    """What a notification route (a webhook, an e-mail route) says about which events it takes and its retries."""
 
-    webhooks: list[WebhookConfig] = Field(default_factory=list)
+    @property
+    def name(self) -> str: ...
+    @property
+    def events(self) -> list[EventType]: ...
+    @property
+    def rules(self) -> list[str]: ...
+    @property
+    def min_severity(self) -> Severity: ...
+    @property
+    def retry(self) -> RetryConfig: ...
 
 
-def wants(cfg: WebhookConfig, ev: AlarmEvent) -> bool:
-    """Does this webhook take this event?"""
+def wants(cfg: Route, ev: AlarmEvent) -> bool:
+    """Does this route take this event?"""
     return (ev.type in cfg.events and matches(ev.rule, cfg.rules)
             and SEVERITY_RANK.get(ev.severity, 1) >= SEVERITY_RANK[cfg.min_severity])
 

@@ -4,6 +4,7 @@
     sinks[i] (type homeassistant) -> HomeAssistantSink (native contract + Home Assistant discovery)
     sinks[i] (type thingsboard)   -> ThingsBoardSink (ThingsBoard's MQTT gateway API)
     notify.webhooks[i]       -> WebhookSink     uplinks[i]             -> UplinkSink (HJ 212)
+    notify.email[i]          -> EmailSink
 
 One factory per kind; every secret (passwords, tokens, webhook URLs and signing keys, HJ 212 PW) is resolved the
 one way, inline / `*_env` / `*_file`, before anything starts, and registered for redaction in the logs. Names are
@@ -168,6 +169,27 @@ def _webhook(site: Site, i: int, where: str, problems: list[str]) -> ConsumerFac
     return make
 
 
+def _email(site: Site, i: int, where: str, problems: list[str]) -> ConsumerFactory | None:
+    from gateway.alarms.delivery import EmailSink
+    from gateway.alarms.mail import tls_context
+
+    cfg = site.config.notify.email[i]
+    password = resolve_secret(f"{where}.password", cfg.password, cfg.password_env, cfg.password_file, problems,
+                              site.base)
+    add_secret(password)
+    try:
+        tls = tls_context(cfg, site.base)
+    except (OSError, ValueError) as exc:
+        problems.append(f"{where}.ca_file: cannot load the CA bundle: {exc}")
+        return None
+    tz = ZoneInfo(site.config.site.timezone)
+
+    def make(lg: DurableLog, hook: DeliveredHook | None) -> Sink:
+        return EmailSink(cfg, site.id, site.config.site.name, tz, lg, password=password, tls=tls, on_delivered=hook)
+
+    return make
+
+
 def _uplink(site: Site, i: int, where: str, problems: list[str], feed: FeedFactory = log_feed,
             ) -> ConsumerFactory | None:
     from gateway.hj212.uplink import UplinkSink
@@ -185,7 +207,8 @@ def _uplink(site: Site, i: int, where: str, problems: list[str], feed: FeedFacto
     return make
 
 
-WIRING: dict[str, Wire] = {"sinks": _sink, "notify.webhooks": _webhook, "uplinks": _uplink}
+WIRING: dict[str, Wire] = {"sinks": _sink, "notify.webhooks": _webhook, "notify.email": _email,
+                          "uplinks": _uplink}
 
 
 def build_consumers(site: Site, *, feed: FeedFactory = log_feed) -> list[ConsumerPlan]:

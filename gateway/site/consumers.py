@@ -1,5 +1,5 @@
-"""The registry of log consumers: every sink, HJ 212 uplink and webhook reads the durable log with a cursor named
-after it, so their names must be unique across the three sections. This is the one place that checks it."""
+"""The registry of log consumers: every sink, HJ 212 uplink, webhook and e-mail route reads the durable log with a
+cursor named after it, so their names must be unique across the sections. This is the one place that checks it."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from gateway.site.model import Consumer
 
 
 def register_consumers(cfg: SiteConfig) -> tuple[list[Consumer], dict[str, list[str]]]:
-    """The consumers in the order the pipeline builds them (sinks, webhooks, uplinks) and the name problems of
-    each section (`sinks`, `notify.webhooks`, `uplinks`)."""
-    problems: dict[str, list[str]] = {"sinks": [], "notify.webhooks": [], "uplinks": []}
+    """The consumers in the order the pipeline builds them (sinks, webhooks, e-mail routes, uplinks) and the name
+    problems of each section (`sinks`, `notify.webhooks`, `notify.email`, `uplinks`)."""
+    problems: dict[str, list[str]] = {"sinks": [], "notify.webhooks": [], "notify.email": [], "uplinks": []}
     sinks: dict[str, int] = {}
     for i, s in enumerate(cfg.sinks):
         if s.name in sinks:
@@ -42,7 +42,19 @@ def register_consumers(cfg: SiteConfig) -> tuple[list[Consumer], dict[str, list[
                 f"notify.webhooks[{i}].name: {h.name!r} is also a name in {section} (each is a cursor in the log): "
                 "rename one")
         hooks.setdefault(h.name, i)
+        taken.setdefault(h.name, f"notify.webhooks[{i}]")
+    mails: dict[str, int] = {}
+    for i, m in enumerate(cfg.notify.email):
+        if m.name in mails:
+            problems["notify.email"].append(f"notify.email[{i}].name: duplicate e-mail route {m.name!r}")
+        elif m.name in taken:
+            section = taken[m.name].split("[", 1)[0]
+            problems["notify.email"].append(
+                f"notify.email[{i}].name: {m.name!r} is also a name in {section} (each is a cursor in the log): "
+                "rename one")
+        mails.setdefault(m.name, i)
     consumers = [Consumer(s.name, f"sinks[{i}]") for i, s in enumerate(cfg.sinks)]
     consumers += [Consumer(h.name, f"notify.webhooks[{i}]") for i, h in enumerate(cfg.notify.webhooks)]
+    consumers += [Consumer(m.name, f"notify.email[{i}]") for i, m in enumerate(cfg.notify.email)]
     consumers += [Consumer(u.name, f"uplinks[{i}]") for i, u in enumerate(cfg.uplinks)]
     return consumers, problems
