@@ -38,8 +38,14 @@ uplinks:
 CODES = "[{code: a34002, device: dust-1, channel: pm10, unit: mg/m3}]"
 
 
-def site_text(pw: str = "Zq7x2K", name: str = "city", st: int = 39, codes: str = CODES, zs: str = "{}") -> str:
-    return SITE.format(pw=pw, name=name, st=st, codes=codes, zs=zs)
+def site_fill(pw: str = "Zq7x2K", name: str = "city", st: int = 39, codes: str = CODES, zs: str = "{}"
+              ) -> dict[str, object]:
+    """What fills SITE's placeholders (the shared `make_site` fixture takes them as keywords)."""
+    return {"pw": pw, "name": name, "st": st, "codes": codes, "zs": zs}
+
+
+def site_text(**fill: object) -> str:
+    return SITE.format(**site_fill(**fill))  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("pw", ["123456", "000000", "888888", "abc123", "abcdef", "654321", "12345", "aaaaaa",
@@ -47,7 +53,7 @@ def site_text(pw: str = "Zq7x2K", name: str = "city", st: int = 39, codes: str =
 def test_default_and_guessable_passwords_are_refused_naming_the_field_not_the_password(
         make_site: Callable[..., Site], pw: str) -> None:
     with pytest.raises(ConfigError) as ei:
-        make_site(site_text(pw=pw))
+        make_site(SITE, **site_fill(pw=pw))
     (line,) = ei.value.problems
     assert line.startswith("uplinks[0].pw: ")
     assert pw not in line
@@ -55,18 +61,18 @@ def test_default_and_guessable_passwords_are_refused_naming_the_field_not_the_pa
 
 def test_password_that_does_not_fit_the_pw_field_is_refused(make_site: Callable[..., Site]) -> None:
     with pytest.raises(ConfigError, match=r"uplinks\[0\].pw: the HJ 212 PW field holds 1 to 6 letters or digits"):
-        make_site(site_text(pw="Zq7x2K9"))
+        make_site(SITE, **site_fill(pw="Zq7x2K9"))
 
 
 def test_password_from_the_environment_is_used_and_checked(make_site: Callable[..., Site],
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HJ212_CITY_PW", "Zq7x2K")
-    site = make_site(site_text(pw="${HJ212_CITY_PW}"))
+    site = make_site(SITE, **site_fill(pw="${HJ212_CITY_PW}"))
     assert site.config.uplinks[0].pw.get_secret_value() == "Zq7x2K"
     assert "Zq7x2K" not in repr(site.config)
     monkeypatch.setenv("HJ212_CITY_PW", "123456")
     with pytest.raises(ConfigError, match=r"uplinks\[0\].pw: a factory default"):
-        make_site(site_text(pw="${HJ212_CITY_PW}"))
+        make_site(SITE, **site_fill(pw="${HJ212_CITY_PW}"))
 
 
 def test_config_check_command_refuses_123456_with_exit_2(tmp_path: Path) -> None:
@@ -89,7 +95,7 @@ def test_site_level_checks_name_device_channel_and_unit_problems(make_site: Call
              " {code: a21026, device: stack-1, channel: so3}, {code: a34004, device: dust-1, channel: pm25,"
              " unit: kPa}, {code: a19001, channel: o2}, {code: a21002, device: stack-1, channel: nox_std}]")
     with pytest.raises(ConfigError) as exc:  # what `plume config check` reports
-        make_site(site_text(codes=codes, zs="{a21002: nox_zs}"))
+        make_site(SITE, **site_fill(codes=codes, zs="{a21002: nox_zs}"))
     assert exc.value.problems == [
         "uplinks[0].codes[0].device: channel pm10 is on dust-1, dust-2; say which",
         "uplinks[0].codes[1].device: no enabled device named 'dust-9'",
@@ -99,7 +105,7 @@ def test_site_level_checks_name_device_channel_and_unit_problems(make_site: Call
     ]
     # a unique channel needs no device; a channel the processing stage derives (nox_std, nox_zs) is accepted
     good = "[{code: a19001, channel: o2}, {code: a21002, device: stack-1, channel: nox_std}]"
-    problems, routes = check_uplinks(make_site(site_text(codes=good, zs="{a21002: nox_zs}")))
+    problems, routes = check_uplinks(make_site(SITE, **site_fill(codes=good, zs="{a21002: nox_zs}")))
     assert problems == []
     assert [(r.code, r.device, r.channel, r.zs_channel) for r in routes["city"]] == [
         ("a19001", "stack-1", "o2", None), ("a21002", "stack-1", "nox_std", "nox_zs")]
@@ -107,7 +113,7 @@ def test_site_level_checks_name_device_channel_and_unit_problems(make_site: Call
 
 def test_uplink_may_not_reuse_a_sink_name(make_site: Callable[..., Site]) -> None:
     with pytest.raises(ConfigError) as exc:
-        make_site(site_text(name="broker"))
+        make_site(SITE, **site_fill(name="broker"))
     assert exc.value.problems == [
         "uplinks[0].name: 'broker' is already the name of sinks[0]; every sink and uplink needs "
         "its own name (it names its cursor in the log)"]
@@ -115,9 +121,9 @@ def test_uplink_may_not_reuse_a_sink_name(make_site: Callable[..., Site]) -> Non
 
 def test_model_level_problems(make_site: Callable[..., Site]) -> None:
     with pytest.raises(ConfigError, match=r"uplinks\[0\]: Value error|uplinks\[0\]: zs.a21026: no entry"):
-        make_site(site_text(zs="{a21026: so2_zs}"))
+        make_site(SITE, **site_fill(zs="{a21026: so2_zs}"))
     with pytest.raises(ConfigError, match=r"uplinks\[0\].st"):
-        make_site(site_text(st=391))
+        make_site(SITE, **site_fill(st=391))
     with pytest.raises(ConfigError, match="code a34002 mapped twice"):
-        make_site(site_text(codes="[{code: a34002, channel: pm10, device: dust-1}, "
+        make_site(SITE, **site_fill(codes="[{code: a34002, channel: pm10, device: dust-1}, "
                                   "{code: a34002, channel: pm10, device: dust-2}]"))

@@ -7,14 +7,10 @@ from __future__ import annotations
 
 import os
 import signal
-import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-
-from gateway.site.load import load_site
-from gateway.site.model import Site
 
 from .helpers import Proc, need
 from .servers import InfluxDB, Mosquitto, VictoriaMetrics
@@ -47,17 +43,6 @@ def victoria(tmp_path: Path) -> Iterator[VictoriaMetrics]:
     vm.stop()
 
 
-@pytest.fixture
-def write_site(tmp_path: Path) -> Callable[..., Site]:
-    """Write a site file from YAML text ({tmp} and other placeholders filled in) and load it."""
-    counter = iter(range(1000))
-
-    def make(text: str, **fmt: object) -> Site:
-        path = tmp_path / f"site-{next(counter)}.yaml"
-        path.write_text(textwrap.dedent(text).format(tmp=tmp_path, **fmt), encoding="utf-8")
-        return load_site(path)
-
-    return make
 
 
 @pytest.fixture

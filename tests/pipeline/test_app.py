@@ -37,8 +37,8 @@ class Three:
 
 
 async def test_gateway_without_sinks_commits_and_shows_each_reading(tmp_path: Path,
-                                                                    write_site: Callable[..., Site]) -> None:
-    site = write_site("""
+                                                                    make_site: Callable[..., Site]) -> None:
+    site = make_site("""
         site: {{id: demo}}
         sinks:
           - {{type: mqtt, host: 127.0.0.1, port: 1}}

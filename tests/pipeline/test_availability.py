@@ -45,8 +45,8 @@ async def until(cond: Callable[[], object], what: str, timeout: float = 30.0) ->
 
 
 async def test_a_silenced_device_goes_offline_and_comes_back_online(
-        mosquitto: Mosquitto, write_site: Callable[..., Site], tmp_path: Path) -> None:
-    site = write_site(SITE, sim_port=free_port(), mqtt_port=mosquitto.port)
+        mosquitto: Mosquitto, make_site: Callable[..., Site], tmp_path: Path) -> None:
+    site = make_site(SITE, sim_port=free_port(), mqtt_port=mosquitto.port)
     col = MqttCollector(mosquitto.port, "plume/av/#", client_id="av-watch")
     try:
         async with Simulator(site, seed=1) as sim:

@@ -67,10 +67,10 @@ def scrape(port: int) -> dict[str, float]:
 
 
 async def test_disk_cap_drops_the_oldest_while_a_sink_is_down_and_says_so(
-    tmp_path: Path, mosquitto: Mosquitto, write_site: Callable[..., Site], caplog: pytest.LogCaptureFixture
+    tmp_path: Path, mosquitto: Mosquitto, make_site: Callable[..., Site], caplog: pytest.LogCaptureFixture
 ) -> None:
     influxdb = InfluxDB(tmp_path / "influxdb")  # not started yet: the database is down
-    site = write_site("""
+    site = make_site("""
         site: {{id: test-site, timezone: UTC}}
         store: {{dir: "{tmp}/log", max_disk_mb: 0.1, commit_interval_ms: 100}}
         windows: {{devices: []}}          # no aggregate records: every id dropped is a reading

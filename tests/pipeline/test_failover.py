@@ -44,12 +44,12 @@ async def until(cond: Callable[[], object], what: str, timeout: float = 30.0) ->
 
 
 async def test_failover_to_the_second_broker_loses_and_reorders_nothing(
-        write_site: Callable[..., Site], tmp_path: Path) -> None:
+        make_site: Callable[..., Site], tmp_path: Path) -> None:
     need("mosquitto")
     a, b = Mosquitto(tmp_path / "a"), Mosquitto(tmp_path / "b")
     a.start()
     b.start()
-    site = write_site(SITE, sim_port=free_port(), a=a.port, b=b.port)
+    site = make_site(SITE, sim_port=free_port(), a=a.port, b=b.port)
     col_a = MqttCollector(a.port, "plume/fo/+/data", client_id="fo-a")
     col_b = MqttCollector(b.port, "plume/fo/+/data", client_id="fo-b")
     truth = tmp_path / "truth.jsonl"

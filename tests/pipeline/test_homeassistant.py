@@ -139,9 +139,9 @@ async def run_gateway(site: Site, until: Callable[[], object]) -> None:
 
 
 async def test_discovery_configs_are_valid_and_a_device_that_leaves_is_removed(
-        mosquitto: Mosquitto, write_site: Callable[..., Site], tmp_path: Path) -> None:
+        mosquitto: Mosquitto, make_site: Callable[..., Site], tmp_path: Path) -> None:
     sim_port = free_port()
-    both = write_site(SITE, sim_port=sim_port, mqtt_port=mosquitto.port, devices=f"{DUST1}\n{DUST2}")
+    both = make_site(SITE, sim_port=sim_port, mqtt_port=mosquitto.port, devices=f"{DUST1}\n{DUST2}")
     col = MqttCollector(mosquitto.port, "#", client_id="ha-watch")
     want = {f"homeassistant/{'binary_sensor' if ch == 'heater_on' else 'sensor'}/plume_ha_{d}/{ch}/config"
             for d in ("dust-1", "dust-2") for ch in CHANNELS}
@@ -186,7 +186,7 @@ async def test_discovery_configs_are_valid_and_a_device_that_leaves_is_removed(
                                 "plume/ha/dust-2/status": b"online"}
 
             # dust-2 leaves the site file: its entities are removed at the next start
-            one = write_site(SITE, sim_port=sim_port, mqtt_port=mosquitto.port, devices=DUST1)
+            one = make_site(SITE, sim_port=sim_port, mqtt_port=mosquitto.port, devices=DUST1)
             gone = {t for t in want if "dust-2" in t}
             await run_gateway(one, lambda: all(configs(col).get(t) == b"" for t in gone))
             assert sim.served_count > 0
@@ -212,11 +212,11 @@ def test_a_missing_value_shows_unknown_and_an_absent_channel_changes_nothing(pay
 
 
 def test_a_native_sink_beside_a_homeassistant_sink_on_one_broker_is_a_config_error(
-        write_site: Callable[..., Site]) -> None:
+        make_site: Callable[..., Site]) -> None:
     from gateway.config import ConfigError
 
     with pytest.raises(ConfigError) as err:
-        write_site("""
+        make_site("""
             site: {{id: ha}}
             sinks:
               - {{type: mqtt, name: fleet, host: 127.0.0.1, port: 1883}}
@@ -225,7 +225,7 @@ def test_a_native_sink_beside_a_homeassistant_sink_on_one_broker_is_a_config_err
     assert err.value.problems == [
         "sinks[1]: the same broker and topic_prefix as sinks[0]; a homeassistant sink already publishes the native "
         "contract there: keep one of the two"]
-    ok = write_site("""
+    ok = make_site("""
         site: {{id: ha}}
         sinks:
           - {{type: mqtt, name: fleet, host: fleet.example.com}}

@@ -180,10 +180,10 @@ async def test_v2_write_api_against_victoria_metrics(tmp_path: Path, victoria: V
     }
 
 
-def test_a_v2_site_builds_its_sink_without_an_influxdb_client_library(write_site: Callable[..., Site],
+def test_a_v2_site_builds_its_sink_without_an_influxdb_client_library(make_site: Callable[..., Site],
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "influxdb_client", None)
-    site = write_site("""
+    site = make_site("""
         site: {{id: s}}
         store: {{dir: '{tmp}/log'}}
         sinks:

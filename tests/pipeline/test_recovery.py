@@ -168,10 +168,10 @@ class Steady:
         return {}
 
 
-async def test_the_refusing_endpoint_raises_the_sink_problem_alarm(refusing: int, write_site: Any) -> None:
+async def test_the_refusing_endpoint_raises_the_sink_problem_alarm(refusing: int, make_site: Any) -> None:
     from gateway.pipeline.gateway import Gateway
 
-    site = write_site("""
+    site = make_site("""
         site: {{id: test-site, timezone: Asia/Shanghai}}
         store: {{dir: "{tmp}/log", commit_interval_ms: 50}}
         windows: {{devices: []}}

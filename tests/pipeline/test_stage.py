@@ -102,8 +102,8 @@ async def run_until(gw: Gateway, cond: Callable[[], object], what: str) -> None:
 
 
 async def test_windows_and_alarms_reach_the_log_mqtt_and_influxdb_and_survive_a_restart(
-        tmp_path: Path, mosquitto: Mosquitto, influxdb: InfluxDB, write_site: Callable[..., Site]) -> None:
-    site = write_site(SITE, mqtt=mosquitto.port, influx=influxdb.port)
+        tmp_path: Path, mosquitto: Mosquitto, influxdb: InfluxDB, make_site: Callable[..., Site]) -> None:
+    site = make_site(SITE, mqtt=mosquitto.port, influx=influxdb.port)
     collector = MqttCollector(mosquitto.port, "plume/#", client_id="stage-collector")
     records: list[LogRecord] = []
     alarms: list[LogRecord] = []

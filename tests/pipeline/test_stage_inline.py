@@ -62,8 +62,8 @@ class Stack:
 
 
 async def test_cems_channels_and_flags_are_in_the_committed_readings(tmp_path: Path,
-                                                                     write_site: Callable[..., Site]) -> None:
-    site = write_site(STACK_SITE)
+                                                                     make_site: Callable[..., Site]) -> None:
+    site = make_site(STACK_SITE)
     Stack.gate = asyncio.Event()
     gw = Gateway(site, with_sinks=False, source=Stack)
     seen: list[LogRecord] = []
@@ -96,8 +96,8 @@ async def test_cems_channels_and_flags_are_in_the_committed_readings(tmp_path: P
 
 
 async def test_a_long_alarm_is_checkpointed_and_restored_when_retention_took_its_first_events(
-        tmp_path: Path, write_site: Callable[..., Site]) -> None:
-    site = write_site(STACK_SITE)
+        tmp_path: Path, make_site: Callable[..., Site]) -> None:
+    site = make_site(STACK_SITE)
     path = tmp_path / "log" / "log.sqlite"
     lg = DurableLog(path, site.config.store)
     await lg.open([])

@@ -65,8 +65,8 @@ async def until(cond: Callable[[], object], what: str, timeout: float = 30.0) ->
 
 
 async def test_thingsboard_connect_telemetry_rpc_ack_and_a_refused_write(
-        mosquitto: Mosquitto, write_site: Callable[..., Site], tmp_path: Path) -> None:
-    site = write_site(SITE, sim_port=free_port(), mqtt_port=mosquitto.port)
+        mosquitto: Mosquitto, make_site: Callable[..., Site], tmp_path: Path) -> None:
+    site = make_site(SITE, sim_port=free_port(), mqtt_port=mosquitto.port)
     tb = ThingsBoardClient(mosquitto.port, "v1/gateway/#", client_id="thingsboard-server")
     truth = tmp_path / "truth.jsonl"
     try:
