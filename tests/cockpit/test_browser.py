@@ -237,3 +237,10 @@ def test_an_alarm_is_acknowledged_from_the_page_and_the_acknowledgement_reaches_
         ("ack", alarm_id, "李工 Li", "cockpit:127.0.0.1")]
     acked = [a for a in alarms if isinstance(a, AlarmRecord) and a.payload.event.type.value == "acknowledged"]
     assert [a.payload.event.alarm_id for a in acked] == [alarm_id]
+    # and the audit trail: who acknowledged, from where, with what comment, and that it was accepted
+    from gateway.audit.trail import entries
+
+    acks = [e for e in entries(rig.log_file) if e["action"] == "command ack"]
+    assert [(e["actor"]["kind"], e["actor"]["who"], e["actor"]["address"], e["result"]) for e in acks] == [
+        ("cockpit", "李工 Li", "127.0.0.1", "accepted")]
+    assert acks[0]["params"]["alarm_id"] == alarm_id
