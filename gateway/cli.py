@@ -387,6 +387,7 @@ def scan(
 
     async def go() -> list[tuple[str, int, str]]:
         found: list[tuple[str, int, str]] = []
+        refused: list[ReadError] = []
         with Progress(console=err, transient=True) as progress:
             for bus in buses:
                 link = ModbusLink(bus, io_timeout_s=max(3.0, timeout + 1))
@@ -396,8 +397,12 @@ def scan(
                 task = progress.add_task(f"scanning {label}", total=len(id_list))
                 try:
                     await probe(link, found, bus, functools.partial(progress.advance, task))
-                except ReadError:
-                    raise
+                except ReadError as exc:
+                    # one setting the port refuses (a pty takes no parity) is said and skipped; all of them: fail
+                    refused.append(exc)
+                    if len(refused) == len(buses):
+                        raise
+                    err.print(f"cannot scan {label}: {' '.join(str(exc).split())}", soft_wrap=True)
                 except Exception as exc:  # the port refuses this setting (a pty takes no parity): say so, go on
                     err.print(f"cannot scan {label}: {' '.join(str(exc).split()) or type(exc).__name__}",
                               soft_wrap=True)

@@ -42,7 +42,7 @@ def register_consumers(cfg: SiteConfig) -> tuple[list[Consumer], dict[str, list[
                 f"notify.webhooks[{i}].name: {h.name!r} is also a name in {section} (each is a cursor in the log): "
                 "rename one")
         hooks.setdefault(h.name, i)
-        taken.setdefault(h.name, f"notify.webhooks[{i}]")
+    taken.update({name: f"notify.webhooks[{i}]" for name, i in hooks.items() if name not in taken})
     mails: dict[str, int] = {}
     for i, m in enumerate(cfg.notify.email):
         if m.name in mails:

@@ -381,6 +381,16 @@ class DurableLog:
                 except Exception:
                     log.exception("log: commit listener failed")
 
+    async def _flush_for_query(self) -> None:
+        """Commit what is buffered before a query reads the database; on a full disk the query reads what is
+        committed (the buffered records stay buffered; the committer says so and retries)."""
+        try:
+            await self.flush()
+        except Exception as exc:
+            if not is_disk_full(exc):
+                raise
+            self.disk_full = True
+
     async def run(self) -> None:
         """The committer: batches appends into transactions (group commit: the next one starts when the previous
         one finished), enforces the disk cap and retention. Runs until cancelled; a final flush happens in
@@ -517,19 +527,19 @@ class DurableLog:
     async def records_of_kind(self, kind: str, ts_from: int, ts_to: int | None = None) -> list[LogRecord]:
         """Committed records of one kind (not readings) with ts_from <= ts (<= ts_to), in log order. An aggregate's
         ts is its end; an alarm's, actuation's or command's when it happened (a checkpoint's: when it was written)."""
-        await self.flush()
+        await self._flush_for_query()
         rows = await self._run(self._db.kind_between, KIND_CODES[kind], ts_from, ts_to)
         return self._decode_rows(rows)
 
     async def latest_of_kind(self, kind: str) -> LogRecord | None:
-        await self.flush()
+        await self._flush_for_query()
         row = await self._run(self._db.latest_of_kind, KIND_CODES[kind])
         return None if row is None else self._decode_rows([row])[0]
 
     async def readings_since(self, ts: int, batch: int = 2000) -> AsyncIterator[list[LogRecord]]:
         """Async iterator over committed records (every kind) from the first reading with ts >= `ts` on, in log
         order, in batches (lists)."""
-        await self.flush()
+        await self._flush_for_query()
         first = await self._run(self._db.first_reading_at, ts)
         if first is None:
             return
@@ -544,7 +554,7 @@ class DurableLog:
 
     async def reading_span(self) -> tuple[int | None, int | None]:
         """(ts of the oldest reading held, ts of the newest)."""
-        await self.flush()
+        await self._flush_for_query()
         return await self._run(self._db.first_ts), await self._run(self._db.last_reading_ts)
 
     def ack(self, consumer: Consumer, upto_id: int, records: int = 0, values: int = 0) -> None:
@@ -565,7 +575,7 @@ class DurableLog:
 
     async def rejected(self, consumer: str | None = None) -> list[tuple[str, int, int, str, str]]:
         """Rejected records kept aside: (consumer, record id, ts, payload, error)."""
-        await self.flush()
+        await self._flush_for_query()
         return await self._run(self._db.rejected_rows, consumer)
 
     async def oldest_pending_ts(self, consumer: Consumer) -> int | None:
