@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from gateway.config import ConfigError
@@ -32,6 +32,9 @@ from gateway.sinks.config import (
 )
 from gateway.site.model import Site
 from gateway.store.log import DurableLog
+
+if TYPE_CHECKING:
+    import ssl
 
 ConsumerFactory = Callable[[DurableLog, "DeliveredHook | None"], Sink]
 
@@ -54,17 +57,29 @@ def log_feed(lg: DurableLog) -> AggregateFeed:
     return LogAggregateFeed(lambda: lg)
 
 
-def _mqtt(site: Site, cfg: MqttSinkConfig, where: str, problems: list[str]) -> ConsumerFactory | None:
-    from gateway.sinks.mqtt import MqttSink, tls_context
+def _broker_login(site: Site, cfg: MqttSinkConfig, where: str, problems: list[str],
+                  ) -> tuple[str | None, ssl.SSLContext | None] | None:
+    """An MQTT broker's password (registered for redaction) and TLS context; None when the certificates cannot be
+    loaded (the problem is added)."""
+    from gateway.sinks.mqtt import tls_context
 
     password = resolve_secret(f"{where}.password", cfg.password, cfg.password_env, cfg.password_file, problems,
                               site.base)
     add_secret(password)
     try:
-        tls = tls_context(cfg, site.base)
+        return password, tls_context(cfg, site.base)
     except (OSError, ValueError) as exc:
         problems.append(f"{where}.tls: cannot load the certificates: {exc}")
         return None
+
+
+def _mqtt(site: Site, cfg: MqttSinkConfig, where: str, problems: list[str]) -> ConsumerFactory | None:
+    from gateway.sinks.mqtt import MqttSink
+
+    login = _broker_login(site, cfg, where, problems)
+    if login is None:
+        return None
+    password, tls = login
 
     def make(lg: DurableLog, hook: DeliveredHook | None) -> Sink:
         return MqttSink(cfg, site.id, lg, password=password, tls=tls, on_delivered=hook)
@@ -75,16 +90,11 @@ def _mqtt(site: Site, cfg: MqttSinkConfig, where: str, problems: list[str]) -> C
 def _homeassistant(site: Site, cfg: HomeAssistantSinkConfig, where: str, problems: list[str],
                    ) -> ConsumerFactory | None:
     from gateway.sinks.homeassistant import HaDevice, HomeAssistantSink
-    from gateway.sinks.mqtt import tls_context
 
-    password = resolve_secret(f"{where}.password", cfg.password, cfg.password_env, cfg.password_file, problems,
-                              site.base)
-    add_secret(password)
-    try:
-        tls = tls_context(cfg, site.base)
-    except (OSError, ValueError) as exc:
-        problems.append(f"{where}.tls: cannot load the certificates: {exc}")
+    login = _broker_login(site, cfg, where, problems)
+    if login is None:
         return None
+    password, tls = login
     devices = {d.name: HaDevice(d.name, d.profile.name, d.profile.kind, d.profile.description,
                                 {r.channel: r for r in d.profile.registers})
                for d in site.devices if d.config.enabled}
