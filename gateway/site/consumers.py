@@ -3,6 +3,9 @@ cursor named after it, so their names must be unique across the sections. This i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from gateway.alarms.webhooks import Route
 from gateway.config import SiteConfig
 from gateway.site.model import Consumer
 
@@ -32,27 +35,20 @@ def register_consumers(cfg: SiteConfig) -> tuple[list[Consumer], dict[str, list[
                 f"uplinks[{i}].name: {u.name!r} is already the name of {taken[u.name]}; every sink and uplink needs "
                 "its own name (it names its cursor in the log)")
         taken.setdefault(u.name, f"uplinks[{i}]")
-    hooks: dict[str, int] = {}
-    for i, h in enumerate(cfg.notify.webhooks):
-        if h.name in hooks:
-            problems["notify.webhooks"].append(f"notify.webhooks[{i}].name: duplicate webhook {h.name!r}")
-        if h.name in taken:
-            section = taken[h.name].split("[", 1)[0]
-            problems["notify.webhooks"].append(
-                f"notify.webhooks[{i}].name: {h.name!r} is also a name in {section} (each is a cursor in the log): "
-                "rename one")
-        hooks.setdefault(h.name, i)
-    taken.update({name: f"notify.webhooks[{i}]" for name, i in hooks.items() if name not in taken})
-    mails: dict[str, int] = {}
-    for i, m in enumerate(cfg.notify.email):
-        if m.name in mails:
-            problems["notify.email"].append(f"notify.email[{i}].name: duplicate e-mail route {m.name!r}")
-        elif m.name in taken:
-            section = taken[m.name].split("[", 1)[0]
-            problems["notify.email"].append(
-                f"notify.email[{i}].name: {m.name!r} is also a name in {section} (each is a cursor in the log): "
-                "rename one")
-        mails.setdefault(m.name, i)
+    notify: list[tuple[str, Sequence[Route], str]] = [("notify.webhooks", cfg.notify.webhooks, "webhook"),
+                                                      ("notify.email", cfg.notify.email, "e-mail route")]
+    for section, routes, what in notify:
+        first: dict[str, int] = {}
+        for i, r in enumerate(routes):
+            if r.name in first:
+                problems[section].append(f"{section}[{i}].name: duplicate {what} {r.name!r}")
+            if r.name in taken:
+                other = taken[r.name].split("[", 1)[0]
+                problems[section].append(
+                    f"{section}[{i}].name: {r.name!r} is also a name in {other} (each is a cursor in the log): "
+                    "rename one")
+            first.setdefault(r.name, i)
+        taken.update({name: f"{section}[{i}]" for name, i in first.items() if name not in taken})
     consumers = [Consumer(s.name, f"sinks[{i}]") for i, s in enumerate(cfg.sinks)]
     consumers += [Consumer(h.name, f"notify.webhooks[{i}]") for i, h in enumerate(cfg.notify.webhooks)]
     consumers += [Consumer(m.name, f"notify.email[{i}]") for i, m in enumerate(cfg.notify.email)]
