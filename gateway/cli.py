@@ -507,8 +507,16 @@ def demo(
         help="Also start Mosquitto and InfluxDB (when installed) on loopback and deliver to them.")] = False,
 ) -> None:
     """Simulated devices on loopback and the real gateway polling them, live in the terminal."""
+    from gateway.core.clock import SPEEDUP_ENV, speedup_from_environment
     from gateway.demo import run_demo
 
+    try:
+        fast = speedup_from_environment()  # fast motion, as `plume run` (the tests' demo runs at x4)
+    except ValueError as exc:
+        err.print(f"plume demo: {exc}")
+        raise typer.Exit(2) from None
+    if fast != 1.0:
+        err.print(f"{SPEEDUP_ENV}: the clock runs {fast:g} times as fast as real time (tests only)")
     path = file or _example_site()
     site = load_or_exit(path)
     raise typer.Exit(run_demo(site, duration=duration, seed=seed, console=out, log_dir=log_dir,

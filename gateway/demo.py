@@ -11,7 +11,6 @@ import contextlib
 import shutil
 import signal
 import tempfile
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +22,7 @@ from rich.table import Table
 
 from gateway.acquisition.poller import Acquisition, DeviceHealth
 from gateway.alarms.events import AlarmEvent
+from gateway.core.clock import now_ms
 from gateway.core.localtime import clock_time, zone
 from gateway.core.model import DeviceReading
 from gateway.display import compact_readings_table, time_header
@@ -201,7 +201,12 @@ async def _demo(site: Site, duration: float | None, seed: int, console: Console,
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    started = time.monotonic()
+    started_ms = now_ms()
+
+    def elapsed() -> float:
+        """Seconds since the start on the gateway's clock (in fast motion: fast seconds, as the scripted fault)."""
+        return (now_ms() - started_ms) / 1000
+
     log_dir.mkdir(parents=True, exist_ok=True)
     # every consumer the site names (sinks, webhooks, uplinks; --with-servers adds two sinks) is built as in
     # `plume run`; the example site has none
@@ -242,15 +247,14 @@ async def _demo(site: Site, duration: float | None, seed: int, console: Console,
                         await stop.wait()
                 if with_sinks:
                     health = await gw.health()
-                elapsed = time.monotonic() - started
-                if victim and not fault_on and elapsed >= SILENT_FROM_S:
+                if victim and not fault_on and elapsed() >= SILENT_FROM_S:
                     sim.set_fault(victim, "dead")
                     fault_on = True
-                if victim and fault_on and not fault_off and elapsed >= SILENT_UNTIL_S:
+                if victim and fault_on and not fault_off and elapsed() >= SILENT_UNTIL_S:
                     sim.set_fault(victim, None)
                     fault_off = True
                 live.update(view())
-                if duration is not None and time.monotonic() - started >= duration:
+                if duration is not None and elapsed() >= duration:
                     break
         gw_stop.set()
         await task
@@ -262,7 +266,7 @@ async def _demo(site: Site, duration: float | None, seed: int, console: Console,
     console.print(f"{len(events)} alarm events ({', '.join(f'{kinds.count(k)} {k}' for k in dict.fromkeys(kinds))})"
                   if events else "no alarm events")
     console.print(f"{committed} values from {len(latest)} devices committed to the durable log in "
-                  f"{time.monotonic() - started:.0f} s")
+                  f"{elapsed():.0f} s")
     return 0
 
 

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
+from tests.pipeline.helpers import FastClock
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_plume_demo_polls_every_example_device_commits_to_the_log_and_raises_an_alarm(tmp_path):
+    # in fast motion (x4): the 32 s of the demo, its scripted fault and the alarm's 5 s take a quarter of that
+    fast = FastClock(4)
     r = subprocess.run(
         [sys.executable, "-m", "gateway.cli", "demo", "--duration", "32", "--log-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=90, cwd=ROOT,
+        capture_output=True, text=True, timeout=90, cwd=ROOT, env={**os.environ, **fast.env()},
     )
     assert r.returncode == 0, r.stdout + r.stderr
     for device in ("dust-1", "stack-1", "dust-2", "so2-1", "pm-1"):
