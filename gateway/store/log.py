@@ -336,10 +336,16 @@ class DurableLog:
                 await asyncio.shield(commit)
             except asyncio.CancelledError:
                 # the worker thread goes on and commits anyway: learn how it ended before passing the cancellation
-                # on, so a committed batch is never put back (and written a second time)
-                try:
-                    await commit
-                except BaseException:
+                # on, so a committed batch is never put back (and written a second time), however many times the
+                # wait itself is cancelled (shutdown cancels the committer, a caller giving up cancels it again)
+                while not commit.done():
+                    try:
+                        await asyncio.shield(commit)
+                    except asyncio.CancelledError:
+                        continue
+                    except BaseException:
+                        break  # the commit failed: put back below
+                if commit.cancelled() or commit.exception() is not None:
                     self._put_back(records, batch, cursors)
                     raise
                 self._committed_batch(records)
