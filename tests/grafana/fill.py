@@ -4,8 +4,8 @@ Two sites write into it:
 
 - `riverside-tower` (a dust monitor and a stack CEMS analyzer) — first ~1-2 days of history, then live:
   - history: the simulator's signal models (plume_sim.model.DeviceModel, the values plume-sim serves) evaluated
-    once a minute from the start of the previous local day to a few minutes ago, fed to the real gateway
-    (gateway.app.Gateway: durable log -> [processing, alarms once integrated] -> InfluxDB sink) in place of the
+    once a minute (a stack's 5-s samples hold their minute's value) from the start of the previous local day to a
+    few minutes ago, fed to the real gateway (gateway.pipeline.gateway.Gateway: durable log -> [processing, alarms once integrated] -> InfluxDB sink) in place of the
     Modbus acquisition: hours and days cannot be waited for in a test, and only closed windows are written;
   - live: `plume-sim SITE` and `plume run SITE` as processes (tests/pipeline/test_run_e2e.py does the same),
     until raw readings and health points (plume_device, plume_sink, plume_log) of the live run are in;
@@ -137,12 +137,13 @@ class Filled:
 
 class HistorySource:
     """Stands in for the Modbus acquisition: the simulator's values of every device at its poll interval (see
-    `history_site`), in time order. The stack analyzer calibrates for one hour (flag C), as real analyzers do
+    `history_site`; each minute's value held for that minute's samples), in time order. The stack analyzer calibrates for one hour (flag C), as real analyzers do
     now and then."""
 
     def __init__(self, site: Site, emit: Callable[[DeviceReading], None], start_ms: int, end_ms: int):
         self.site, self.emit, self.start_ms, self.end_ms = site, emit, start_ms, end_ms
         self.emitted = 0
+        self.units = {d.name: {r.channel: r.unit for r in d.profile.registers} for d in site.devices}
 
     async def run(self) -> None:
         from plume_sim.model import DeviceModel, quantize
@@ -152,15 +153,21 @@ class HistorySource:
         calibration = _local_midnight(self.start_ms, tz) + 2 * 3_600_000  # 02:00-03:00 of the first day
         steps = {d.name: int(d.config.poll_interval_s * 1000) for d in self.site.devices}
         grid = min(steps.values(), default=HISTORY_STEP_MS)
+        # the models are evaluated once a minute and held for the samples inside it (a stack polled every 5 s):
+        # the gateway still gets every sample, and the fill spends its time in the gateway, not in the models
+        held: dict[str, tuple[int, dict[str, float | str | None]]] = {}
         for ts in range(self.start_ms, self.end_ms, grid):
             for dev, model in models:
                 if (ts - self.start_ms) % steps[dev.name]:
                     continue
-                served = model.evaluate(ts / 1000)
+                minute = ts - (ts - self.start_ms) % HISTORY_STEP_MS
+                if dev.name not in held or held[dev.name][0] != minute:
+                    served = model.evaluate(minute / 1000)
+                    held[dev.name] = (minute, {r.channel: quantize(r, served[r.channel])
+                                               for r in dev.profile.registers})
                 flag = Flag.C if dev.profile.kind == "cems" and calibration <= ts < calibration + 3_600_000 \
                     else Flag.N
-                values = {r.channel: ChannelValue(quantize(r, served[r.channel]), r.unit, flag)
-                          for r in dev.profile.registers}
+                values = {ch: ChannelValue(v, self.units[dev.name][ch], flag) for ch, v in held[dev.name][1].items()}
                 self.emit(DeviceReading(self.site.id, dev.name, dev.profile.kind, ts, values))
                 self.emitted += 1
             if self.emitted % 512 < len(models):
