@@ -5,8 +5,9 @@ Two sites write into it:
 - `riverside-tower` (a dust monitor and a stack CEMS analyzer) — first ~1-2 days of history, then live:
   - history: the simulator's signal models (plume_sim.model.DeviceModel, the values plume-sim serves) evaluated
     once a minute (a stack's 5-s samples hold their minute's value) from the start of the previous local day to a
-    few minutes ago, fed to the real gateway (gateway.pipeline.gateway.Gateway: durable log -> [processing, alarms once integrated] -> InfluxDB sink) in place of the
-    Modbus acquisition: hours and days cannot be waited for in a test, and only closed windows are written;
+    few minutes ago, fed to the real gateway (gateway.pipeline.gateway.Gateway: durable log -> processing and
+    alarms -> InfluxDB sink) in place of the Modbus acquisition: hours and days cannot be waited for in a test,
+    and only closed windows are written;
   - live: `plume-sim SITE` and `plume run SITE` as processes (tests/pipeline/test_run_e2e.py does the same),
     until raw readings and health points (plume_device, plume_sink, plume_log) of the live run are in;
 - `north.gate` (a dust monitor), history only: a second site for the multi-site views, and a name with a regex
@@ -21,12 +22,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import textwrap
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -125,20 +127,28 @@ class Filled:
     site_files: dict[str, Path]
     live_started_ms: int
     history: dict[str, tuple[int, int]]  # site -> (first, last) history timestamp, ms
+    answers: dict[str, str] = field(default_factory=dict)
 
     def query(self, q: str) -> dict[str, Any]:
-        """One InfluxQL statement through /query as Grafana's back end sends it; the raw result object."""
+        """One InfluxQL statement through /query as Grafana's back end sends it; the raw result object. The
+        database no longer changes once filled, so the same statement (a board's variable queries, asked again for
+        every panel) is answered from the first answer."""
+        if q not in self.answers:
+            self.answers[q] = self._ask(q)
+        return dict(json.loads(self.answers[q]))
+
+    def _ask(self, q: str) -> str:
         r = httpx.post(f"{self.influx.url}/query", params={"db": DB, "epoch": "ms"}, data={"q": q}, timeout=30)
         assert r.status_code == 200 or "error" in r.text, f"HTTP {r.status_code}: {r.text[:500]}"
         results = r.json().get("results") or [{"error": r.json().get("error", r.text)}]
         assert len(results) == 1, f"one statement expected, got {len(results)}"
-        return dict(results[0])
+        return json.dumps(results[0])
 
 
 class HistorySource:
     """Stands in for the Modbus acquisition: the simulator's values of every device at its poll interval (see
-    `history_site`; each minute's value held for that minute's samples), in time order. The stack analyzer calibrates for one hour (flag C), as real analyzers do
-    now and then."""
+    `history_site`; each minute's value held for that minute's samples), in time order. The stack analyzer
+    calibrates for one hour (flag C), as real analyzers do now and then."""
 
     def __init__(self, site: Site, emit: Callable[[DeviceReading], None], start_ms: int, end_ms: int):
         self.site, self.emit, self.start_ms, self.end_ms = site, emit, start_ms, end_ms
