@@ -26,6 +26,7 @@ from gateway.alarms.mail import render as render_mail
 from gateway.alarms.mail import send as send_mail
 from gateway.alarms.outbox import Outbox
 from gateway.alarms.records import AlarmRecord
+from gateway.alarms.snapshots import CameraService, evidence
 from gateway.alarms.webhooks import Outcome, WebhookConfig, post, redact, render
 from gateway.core.clock import now_ms
 from gateway.sinks.backoff import Outage
@@ -56,6 +57,7 @@ class AlarmDelivery:
         self.outbox = Outbox([cfg])
         self.sent = 0
         self.failed = 0
+        self.cameras: CameraService | None = None  # set when the site has cameras (gateway.alarms.snapshots)
 
     def set_health(self, provider: HealthProvider, interval_s: float | None = None) -> None:
         pass  # a notification receiver has no place for the gateway's health
@@ -166,5 +168,6 @@ class EmailSink(AlarmDelivery):
         self._tls = tls
 
     async def attempt(self, session: Any, event: AlarmEvent, now: int) -> Outcome:
-        msg = render_mail(self.email, event, tz=self.tz, site_name=self.site_name)
+        shots = await evidence(self.cameras, event)  # at most the cameras' time box, once per event
+        msg = render_mail(self.email, event, tz=self.tz, site_name=self.site_name, shots=shots)
         return await asyncio.to_thread(send_mail, self.email, msg, self._password, self._tls)
