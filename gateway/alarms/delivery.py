@@ -27,7 +27,7 @@ from gateway.alarms.mail import send as send_mail
 from gateway.alarms.outbox import Outbox
 from gateway.alarms.records import AlarmRecord
 from gateway.alarms.snapshots import CameraService, evidence
-from gateway.alarms.webhooks import Outcome, WebhookConfig, post, redact, render
+from gateway.alarms.webhooks import Outcome, WebhookConfig, image_requests, post, redact, render
 from gateway.core.clock import now_ms
 from gateway.sinks.backoff import Outage
 from gateway.sinks.base import DeliveredHook, HealthProvider, SinkStatus
@@ -136,6 +136,8 @@ class WebhookSink(AlarmDelivery):
                  url: str, secret: str | None = None, on_delivered: DeliveredHook | None = None):
         super().__init__(cfg, site_id, site_name, tz, log_, target=redact(url), on_delivered=on_delivered)
         self.webhook = cfg
+        self.pictures_sent = 0
+        self.pictures_failed = 0
         self._url = url
         self._secret = secret
 
@@ -147,9 +149,20 @@ class WebhookSink(AlarmDelivery):
             yield client
 
     async def attempt(self, session: Any, event: AlarmEvent, now: int) -> Outcome:
+        shots = await evidence(self.cameras, event)  # at most the cameras' time box, once per event
         req = render(self.webhook, event, url=self._url, tz=self.tz, now_ms=now, secret=self._secret,
-                     site_name=self.site_name)
-        return await post(session, req, self.webhook)
+                     site_name=self.site_name, shots=shots)
+        outcome = await post(session, req, self.webhook)
+        if outcome.kind == "sent":  # the pictures follow the message (WeCom); one try each, the message is what counts
+            for image in image_requests(self.webhook, event, shots, url=self._url):
+                sent = await post(session, image, self.webhook)
+                if sent.kind == "sent":
+                    self.pictures_sent += 1
+                else:
+                    self.pictures_failed += 1
+                    self._log.warning("%s[%s]: the picture %s did not go out: %s", self.type, self.name,
+                                      image.event_id, sent.detail)
+        return outcome
 
 
 class EmailSink(AlarmDelivery):

@@ -352,8 +352,10 @@ _WHY = {
 }
 _TAKEN = {
     "en": {"attached": "Picture: camera {cam}, attached", "next": "Picture: camera {cam}, in the next message",
+           "linked": "Picture: camera {cam}, below",
            "elsewhere": "Picture: camera {cam}, taken (in the e-mail and the cockpit)"},
     "zh": {"attached": "现场照片: 摄像头 {cam}, 见附件", "next": "现场照片: 摄像头 {cam}, 见下一条消息",
+           "linked": "现场照片: 摄像头 {cam}, 见下图",
            "elsewhere": "现场照片: 摄像头 {cam}, 已拍摄 (见邮件或现场看板)"},
 }
 _MISSING = {"en": "No picture: camera {cam} {why} ({detail}); this notification goes out without it",
