@@ -362,6 +362,11 @@ _MISSING = {"en": "No picture: camera {cam} {why} ({detail}); this notification 
             "zh": "无现场照片: 摄像头 {cam} {why} ({detail}), 本通知不含照片"}
 
 
+def why(reason: str, language: str) -> str:
+    """Why a camera's picture is missing, for people."""
+    return _WHY[language].get(reason, _WHY[language]["http"])
+
+
 def picture_lines(shots: list[Shot], language: str, where: str = "attached") -> list[str]:
     """One line per camera: where its picture is, or that there is none and why."""
     out = []
@@ -369,8 +374,7 @@ def picture_lines(shots: list[Shot], language: str, where: str = "attached") -> 
         if data is not None:
             out.append(_TAKEN[language][where].format(cam=pic.camera))
         else:
-            why = _WHY[language].get(pic.reason, _WHY[language]["http"])
-            out.append(_MISSING[language].format(cam=pic.camera, why=why, detail=pic.detail))
+            out.append(_MISSING[language].format(cam=pic.camera, why=why(pic.reason, language), detail=pic.detail))
     return out
 
 
