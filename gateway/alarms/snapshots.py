@@ -170,7 +170,7 @@ async def fetch(client: httpx.AsyncClient, cam: CameraConfig, password: str | No
         try:
             resp = await client.get(cam.url, auth=auth, timeout=cam.timeout_s)
         except httpx.TimeoutException:
-            reason, detail = "timeout", f"did not answer within {cam.timeout_s:g} s"
+            reason, detail = "timeout", f"no answer within {cam.timeout_s:g} s"
             continue
         except httpx.HTTPError as exc:
             reason, detail = "network", redact(f"{type(exc).__name__}: {exc}".replace(cam.url, safe_url(cam.url)))
@@ -188,7 +188,7 @@ async def fetch(client: httpx.AsyncClient, cam: CameraConfig, password: str | No
         if not data.startswith(b"\xff\xd8"):
             return None, "not_jpeg", f"the answer is not a JPEG ({resp.headers.get('content-type', '?')})"
         return data, "", ""
-    return None, reason, f"{detail} ({cam.attempts} attempts)" if cam.attempts > 1 else detail
+    return None, reason, f"{detail}, {cam.attempts} attempts" if cam.attempts > 1 else detail
 
 
 # --- the service ---------------------------------------------------------------------------------------------------
@@ -283,7 +283,7 @@ class CameraService:
             async with asyncio.timeout(cam.time_box_s):
                 data, reason, detail = await fetch(self._client, cam, self.passwords.get(cam.name))
         except TimeoutError:
-            data, reason, detail = None, "timeout", f"did not answer within its time box {cam.time_box_s:g} s"
+            data, reason, detail = None, "timeout", f"cut off at its time box of {cam.time_box_s:g} s"
         taken = now_ms()
         if data is not None:
             name = self.store.name_for(ev, cam.name, taken)

@@ -146,3 +146,26 @@ def test_a_camera_watching_a_device_the_site_lacks_is_a_config_error(make_site):
     assert "cameras[1].name: duplicate camera 'gate-east'" in text
     with pytest.raises(ValueError, match="needs a username"):
         CameraConfig(name="c", url="http://h/snap", devices=["d"])
+
+
+async def test_after_a_restart_the_event_keeps_its_picture_from_the_log_and_the_camera_is_not_asked_again(
+        tmp_path, camera):
+    cam = CameraConfig(name="gate-east", url=camera, username="admin", devices=["dust-1"], timeout_s=2)
+    ev = event(now_ms())
+    shots = []
+    for _ in range(2):  # the gateway, then the gateway after a restart
+        lg = DurableLog(tmp_path / "log.sqlite")
+        await lg.open([CURSOR])
+        committer = asyncio.create_task(lg.run())
+        service = CameraService([cam], {"gate-east": "pw"}, SnapshotStore(tmp_path / "s", SnapshotsConfig()), "s1",
+                                lg)
+        await service.restore()
+        service._ready.set()
+        shots.append(await service.pictures(ev))
+        await lg.flush()
+        lg.begin_close()
+        committer.cancel()
+        await asyncio.gather(committer, return_exceptions=True)
+        await lg.close()
+    assert shots[0] == shots[1] and shots[0][0].file is not None
+    assert (tmp_path / "camera.out").read_text().count(": 200 frame") == 1, "one picture taken, not two"
