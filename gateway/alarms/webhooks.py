@@ -174,14 +174,14 @@ def payload(cfg: WebhookConfig, ev: AlarmEvent, tz: ZoneInfo, site_name: str = "
     generic body, an image by URL (`picture_url`) in DingTalk and Slack, a line per camera in every chat message."""
     if cfg.template == "generic":
         label = LABELS[cfg.language][ev.type.value]
-        body: dict[str, object] = {"v": 1, "idempotency_key": ev.idempotency_key, "text": f"[{label}] {ev.message}",
-                                   "event": ev.to_json()}
+        generic: dict[str, object] = {"v": 1, "idempotency_key": ev.idempotency_key,
+                                      "text": f"[{label}] {ev.message}", "event": ev.to_json()}
         if shots:
-            body["pictures"] = [{"camera": p.camera, "file": p.file if data is not None else None,
+            generic["pictures"] = [{"camera": p.camera, "file": p.file if data is not None else None,
                                  "url": _picture_url(cfg, p.file) if data is not None else None,
                                  "missing": "" if data is not None else p.reason, "detail": p.detail}
-                                for p, data in shots]
-        return body
+                                   for p, data in shots]
+        return generic
     head, detail = lines(ev, tz, cfg.language, site_name)
     where = "next" if cfg.template == "wecom" else "linked" if cfg.picture_url else "elsewhere"
     detail = [*detail, *picture_lines(list(shots), cfg.language, where)]
