@@ -329,7 +329,7 @@ class CameraService:
                     await asyncio.gather(*jobs)
                     self.status.delivered([r for r in records if isinstance(r, AlarmRecord)])
                 after = upto
-                self.log.ack(self.consumer, after)
+                self.log.ack(self.consumer, after, len(jobs))
         finally:
             self._ready.set()
             if self._client is not None:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from gateway.config import ConfigError
-from gateway.core.secrets import add_basic_auth, add_header, add_secret, add_url
+from gateway.core.secrets import add_basic_auth, add_header, add_secret, add_url, add_url_credentials
 from gateway.hj212.sources import AggregateFeed, LogAggregateFeed
 from gateway.sinks.base import DeliveredHook, Sink
 from gateway.sinks.config import (
@@ -174,7 +174,7 @@ def _cameras(site: Site, problems: list[str]) -> CameraFactory | None:
         pw = resolve_secret(f"cameras[{i}].password", cam.password, cam.password_env, cam.password_file, problems,
                             site.base)
         add_basic_auth(cam.username, pw)
-        add_url(cam.url)
+        add_url_credentials(cam.url)  # the URL itself is no secret (it names the camera in the logs)
         passwords[cam.name] = pw
     made: list[CameraService] = []
 

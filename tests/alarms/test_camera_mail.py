@@ -174,7 +174,8 @@ def test_a_wrong_camera_password_is_counted_said_in_the_mail_and_never_logged(ri
     (pic,) = r.snapshot_records()
     assert pic.reason == "auth"
     out = r.output()
-    assert "camera gate-east" in out and "login refused" in out and "1 failed snapshots of this camera" in out
+    assert f"camera gate-east (http://127.0.0.1:{r.cam_port}/onvif/snapshot)" in out and "login refused" in out
+    assert "1 failed snapshots of this camera" in out
     assert "wrong-password-1" not in out
     assert "401 (refused)" in r.camera.output(), "the camera saw the wrong login (digest), once: not retried"
     assert r.camera.output().count("401 (refused)") == 1

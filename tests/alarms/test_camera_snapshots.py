@@ -169,3 +169,13 @@ async def test_after_a_restart_the_event_keeps_its_picture_from_the_log_and_the_
         await lg.close()
     assert shots[0] == shots[1] and shots[0][0].file is not None
     assert (tmp_path / "camera.out").read_text().count(": 200 frame") == 1, "one picture taken, not two"
+
+
+def test_a_camera_url_names_the_camera_in_logs_but_not_the_credentials_it_carries():
+    from gateway.core.secrets import add_url_credentials, redact
+
+    url = "http://viewer:pw-in-url-7@192.0.2.10/cgi-bin/snapshot.cgi?channel=1&token=tok-in-query-8"
+    add_url_credentials(url)
+    shown = redact(f"camera gate-east ({url}) did not answer")
+    assert "pw-in-url-7" not in shown and "tok-in-query-8" not in shown
+    assert "192.0.2.10/cgi-bin/snapshot.cgi" in shown
