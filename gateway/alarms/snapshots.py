@@ -80,8 +80,12 @@ def _encode(p: Picture, ts: int) -> Encoded:
     return Encoded(ts, "" if p.ok else "M", _dumps(asdict(p)))
 
 
+_FIELDS = frozenset(Picture.__dataclass_fields__)
+
+
 def _decode(layout: Any, ts: int, flags: str, vals: str) -> Picture:
-    return Picture(**json.loads(vals))
+    body = json.loads(vals)  # fields a later version adds are ignored, missing ones take their defaults
+    return Picture(**{k: v for k, v in body.items() if k in _FIELDS})
 
 
 register(RecordType(SNAPSHOT, SnapshotRecord, _encode, _decode, lambda p: p.site))

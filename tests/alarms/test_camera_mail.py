@@ -24,22 +24,15 @@ from tests.pipeline.servers import free_port, wait_for
 CAM_PW = "cam-s3cret-9"
 SITE = """
 site: {{id: cam-site, name: Riverside Tower, timezone: Asia/Shanghai}}
-store: {{dir: "{tmp}/log"}}
+store: {{dir: "{tmp}/log", commit_interval_ms: 100}}
 buses: [{{name: lan, type: tcp, host: 127.0.0.1, port: {sim_port}}}]
 devices:
-  - {{name: dust-1, bus: lan, address: 1, kind: dust, poll_interval_s: 1, timeout_s: 0.3,
+  - {{name: dust-1, bus: lan, address: 1, kind: dust, poll_interval_s: 1, timeout_s: 0.3, backoff_max_s: 1,
      registers: [{{channel: pm10, address: 0, function: 3, type: u16, unit: ug/m3, sim: {{constant: 60}}}}]}}
 rules:
   - {{id: offline, type: offline, after_s: 3, severity: critical}}
 cameras:
-  - name: gate-east
-    url: http://127.0.0.1:{cam_port}/onvif/snapshot
-    auth: digest
-    username: admin
-    password_env: PLUME_CAM_PW
-    devices: [dust-1]
-    timeout_s: 1
-    attempts: 2
+{cameras}
 notify:
   email:
     - name: officers
@@ -55,29 +48,38 @@ notify:
 """
 
 
-class CameraRig:
-    """SMTP server, camera simulator, device simulator and gateway on one site file."""
+CAMERA = """\
+  - {{name: {name}, url: "http://127.0.0.1:{port}/onvif/snapshot", auth: digest, username: admin,
+     password: {password}, devices: [dust-1], timeout_s: 1, attempts: 2}}
+"""
 
-    def __init__(self, tmp: Path, start: Callable[..., Proc], camera_args: list[str], gateway_pw: str = CAM_PW):
+
+class CameraRig:
+    """SMTP server, camera simulators (name -> (mode, the password the gateway gives)), the device simulator and
+    the gateway on one site file; the processes start side by side."""
+
+    def __init__(self, tmp: Path, start: Callable[..., Proc], cameras: dict[str, tuple[str, str]]):
         self.tmp, self.start = tmp, start
         tls = make_tls(tmp / "tls")
-        self.smtp_port, self.sim_port, self.control, self.cam_port = free_port(), free_port(), free_port(), free_port()
+        self.smtp_port, self.sim_port, self.control = free_port(), free_port(), free_port()
         self.out = tmp / "mail"
+        self.ports = {name: free_port() for name in cameras}
+        blocks = "".join(CAMERA.format(name=name, port=self.ports[name], password=pw)
+                         for name, (_, pw) in cameras.items())
+        self.site = tmp / "site.yaml"
+        self.site.write_text(textwrap.dedent(SITE).format(tmp=tmp, sim_port=self.sim_port, smtp_port=self.smtp_port,
+                                                          ca=tls.ca, cameras=blocks), encoding="utf-8")
         self.smtp = start([sys.executable, str(HERE / "smtp_server.py"), "--port", str(self.smtp_port), "--cert",
                            str(tls.cert), "--key", str(tls.key), "--out", str(self.out), "--user", f"plume:{PW}"],
                           tmp / "smtp.out")
-        self.camera = start([sys.executable, "-m", "plume_sim.camera", "--port", str(self.cam_port),
-                             "--user", f"admin:{CAM_PW}", *camera_args], tmp / "camera.out")
-        self.smtp.wait_output("ready")
-        self.camera.wait_output("ready")
-        self.site = tmp / "site.yaml"
-        self.site.write_text(textwrap.dedent(SITE).format(tmp=tmp, sim_port=self.sim_port, smtp_port=self.smtp_port,
-                                                          ca=tls.ca, cam_port=self.cam_port), encoding="utf-8")
+        self.cameras = {name: start([sys.executable, "-m", "plume_sim.camera", "--port", str(self.ports[name]),
+                                     "--user", f"admin:{CAM_PW}", "--mode", mode], tmp / f"camera-{name}.out")
+                        for name, (mode, _) in cameras.items()}
         self.sim = start([script("plume-sim"), str(self.site), "--control", f"127.0.0.1:{self.control}", "--quiet"],
                          tmp / "sim.out")
-        self.sim.wait_output("ready")
-        self.gateway = start(gateway_cmd(self.site), tmp / "gateway.out",
-                             {"PLUME_SMTP_PW": PW, "PLUME_CAM_PW": gateway_pw})
+        for p in (self.smtp, *self.cameras.values(), self.sim):
+            p.wait_output("ready")
+        self.gateway = start(gateway_cmd(self.site), tmp / "gateway.out", {"PLUME_SMTP_PW": PW})
         self.gateway.wait_output("running")
 
     def fault(self, fault: str | None) -> None:
@@ -110,7 +112,7 @@ def rig(tmp_path: Path) -> Iterator[Callable[..., CameraRig]]:
         started.append(Proc(args, log_path, env).start())
         return started[-1]
 
-    yield lambda *args, **kw: CameraRig(tmp_path, start, *args, **kw)
+    yield lambda cameras: CameraRig(tmp_path, start, cameras)
     for p in started:
         if p.running():
             p.kill9()
@@ -126,7 +128,7 @@ def text_of(mail: EmailMessage) -> str:
 
 
 def test_the_raised_alarm_arrives_once_with_the_cameras_picture_attached_and_the_cleared_once_without(rig):
-    r = rig([])
+    r = rig({"gate-east": ("ok", CAM_PW)})
     r.fault("dead")
     wait_for(lambda: r.mails(), 30, "the raised mail")
     r.fault(None)
@@ -147,38 +149,31 @@ def test_the_raised_alarm_arrives_once_with_the_cameras_picture_attached_and_the
     assert CAM_PW not in r.output()
 
 
-def test_a_camera_that_hangs_does_not_hold_the_mail_which_says_the_picture_is_missing(rig):
-    r = rig(["--mode", "hang"])
+def test_a_camera_that_hangs_and_one_that_refuses_the_login_do_not_hold_the_mail_which_says_why(rig):
+    r = rig({"gate-hang": ("hang", CAM_PW), "gate-east": ("ok", "wrong-password-1")})
     r.fault("dead")
-    (mail,) = wait_for(lambda: r.mails(), 30, "the raised mail although the camera never answers")
-    assert r.camera.running() and "hanging" in r.camera.output(), "the camera is still hanging"
+    (mail,) = wait_for(lambda: r.mails(), 30, "the raised mail although one camera never answers")
+    hanging = r.cameras["gate-hang"]
+    assert hanging.running() and "hanging" in hanging.output(), "that camera is still hanging: the mail did not wait"
     assert jpegs(mail) == []
-    assert mail["X-Plume-Pictures"] == "gate-east: missing (timeout)"
+    assert mail["X-Plume-Pictures"] == "gate-hang: missing (timeout), gate-east: missing (auth)"
     text = text_of(mail)
-    assert "No picture: camera gate-east did not answer" in text and "goes out without it" in text
-    assert "无现场照片: 摄像头 gate-east 无响应" in text
+    assert "No picture: camera gate-hang did not answer" in text and "goes out without it" in text
+    assert "无现场照片: 摄像头 gate-hang 无响应" in text
+    assert "No picture: camera gate-east refused the login (wrong username or password)" in text
+    assert "无现场照片: 摄像头 gate-east 拒绝登录" in text
     assert r.gateway.terminate() == 0
-    (pic,) = r.snapshot_records()
-    assert pic.file is None and pic.reason == "timeout", "recorded: given up within the time box"
-    assert "no answer within 1 s, 2 attempts" in pic.detail or "time box" in pic.detail
-
-
-def test_a_wrong_camera_password_is_counted_said_in_the_mail_and_never_logged(rig):
-    r = rig([], gateway_pw="wrong-password-1")
-    r.fault("dead")
-    (mail,) = wait_for(lambda: r.mails(), 30, "the raised mail")
-    assert jpegs(mail) == []
-    assert "refused the login (wrong username or password)" in text_of(mail)
-    assert "拒绝登录" in text_of(mail)
-    assert r.gateway.terminate() == 0
-    (pic,) = r.snapshot_records()
-    assert pic.reason == "auth"
+    pics = {p.camera: p for p in r.snapshot_records()}
+    assert pics["gate-hang"].file is None and pics["gate-hang"].reason == "timeout", "given up within the time box"
+    assert "no answer within 1 s, 2 attempts" in pics["gate-hang"].detail or "time box" in pics["gate-hang"].detail
+    assert pics["gate-east"].reason == "auth"
     out = r.output()
-    assert f"camera gate-east (http://127.0.0.1:{r.cam_port}/onvif/snapshot)" in out and "login refused" in out
-    assert "1 failed snapshots of this camera" in out
+    url = f"http://127.0.0.1:{r.ports['gate-east']}/onvif/snapshot"
+    assert f"camera gate-east ({url})" in out and "login refused" in out, "said in the log, with the camera's URL"
+    assert "1 failed snapshots of this camera" in out, "counted"
     assert "wrong-password-1" not in out
-    assert "401 (refused)" in r.camera.output(), "the camera saw the wrong login (digest), once: not retried"
-    assert r.camera.output().count("401 (refused)") == 1
+    refused = r.cameras["gate-east"].output().count("401 (refused)")
+    assert refused == 1, "the camera saw the wrong login (digest) once: not retried"
 
 
 def test_the_camera_simulator_serves_decodable_jpegs_with_digest_auth(tmp_path):
