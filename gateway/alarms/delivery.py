@@ -7,6 +7,8 @@ commit the event is sent again with the same idempotency key (the receiver dedup
 Message-ID). Policy (which events, retries, backoff) is the pure Outbox; `AlarmDelivery` does the log and timer
 side once, and each transport only says how one event is sent (`WebhookSink`: an httpx POST; `EmailSink`: SMTP).
 Only the head of the queue is ever in flight, so a route reads no further than its first undelivered event.
+A raised alarm of a device a camera watches waits for its pictures (gateway.alarms.snapshots) at most the
+camera's time box, once; then it goes out with them or saying which are missing.
 """
 
 from __future__ import annotations

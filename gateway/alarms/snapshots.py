@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("plume.camera")
 CURSOR = "_cameras"
+REMEMBERED = 5000  # alarm events whose pictures are kept in memory (for notifications and the cockpit)
 STALE_MS = 600_000  # an alarm older than this when first seen (the gateway was down): no picture of a later moment
 FILE = re.compile(r"^[0-9]{13}-[A-Za-z0-9][A-Za-z0-9_.-]*-[0-9a-f]{12}\.jpg$")
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
@@ -277,6 +278,9 @@ class CameraService:
         for p in pics:
             self.by_event.setdefault(p.event_id, []).append(p)
             self.by_alarm.setdefault(p.alarm_id, []).append(p)
+        for kept in (self.by_event, self.by_alarm):  # a long run keeps the newest; the log keeps them all
+            while len(kept) > REMEMBERED:
+                del kept[next(iter(kept))]
 
     async def _one(self, ev: AlarmEvent, cam: CameraConfig) -> Picture:
         import httpx
