@@ -292,6 +292,9 @@ class CameraService:
                 data, reason, detail = await fetch(self._client, cam, self.passwords.get(cam.name))
         except TimeoutError:
             data, reason, detail = None, "timeout", f"cut off at its time box of {cam.time_box_s:g} s"
+        except Exception as exc:  # a camera's odd answer must not stop the notification
+            log.exception("camera %s: unexpected failure fetching a snapshot", cam.name)
+            data, reason, detail = None, "network", redact(f"{type(exc).__name__}: {exc}")[:200]
         taken = now_ms()
         if data is not None:
             name = self.store.name_for(ev, cam.name, taken)
