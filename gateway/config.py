@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, ValidationError, field_validator
 
 from gateway.alarms.actuation import ActuatorConfig
+from gateway.alarms.cameras import CameraConfig, SnapshotsConfig
 from gateway.alarms.notify import NotifyConfig
 from gateway.alarms.rules import Rule, RulePackRef
 from gateway.cockpit.config import CockpitConfig
@@ -171,6 +172,8 @@ class SiteConfig(Strict):
     uplinks: list[UplinkConfig] = Field(default_factory=list)
     clock: ClockConfig = Field(default_factory=ClockConfig)
     cockpit: CockpitConfig = Field(default_factory=CockpitConfig, description="The local web page (off by default).")
+    cameras: list[CameraConfig] = Field(default_factory=list, description="Cameras whose picture goes with alarms.")
+    snapshots: SnapshotsConfig = Field(default_factory=SnapshotsConfig, description="Where camera pictures are kept.")
 
 
 class ConfigError(Exception):

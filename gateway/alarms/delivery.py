@@ -7,6 +7,8 @@ commit the event is sent again with the same idempotency key (the receiver dedup
 Message-ID). Policy (which events, retries, backoff) is the pure Outbox; `AlarmDelivery` does the log and timer
 side once, and each transport only says how one event is sent (`WebhookSink`: an httpx POST; `EmailSink`: SMTP).
 Only the head of the queue is ever in flight, so a route reads no further than its first undelivered event.
+A raised alarm of a device a camera watches waits for its pictures (gateway.alarms.snapshots) at most the
+camera's time box, once; then it goes out with them or saying which are missing.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from gateway.alarms.mail import render as render_mail
 from gateway.alarms.mail import send as send_mail
 from gateway.alarms.outbox import Outbox
 from gateway.alarms.records import AlarmRecord
-from gateway.alarms.webhooks import Outcome, WebhookConfig, post, redact, render
+from gateway.alarms.snapshots import CameraService, evidence
+from gateway.alarms.webhooks import Outcome, WebhookConfig, image_requests, post, redact, render
 from gateway.core.clock import now_ms
 from gateway.sinks.backoff import Outage
 from gateway.sinks.base import DeliveredHook, HealthProvider, SinkStatus
@@ -56,6 +59,7 @@ class AlarmDelivery:
         self.outbox = Outbox([cfg])
         self.sent = 0
         self.failed = 0
+        self.cameras: CameraService | None = None  # set when the site has cameras (gateway.alarms.snapshots)
 
     def set_health(self, provider: HealthProvider, interval_s: float | None = None) -> None:
         pass  # a notification receiver has no place for the gateway's health
@@ -134,6 +138,8 @@ class WebhookSink(AlarmDelivery):
                  url: str, secret: str | None = None, on_delivered: DeliveredHook | None = None):
         super().__init__(cfg, site_id, site_name, tz, log_, target=redact(url), on_delivered=on_delivered)
         self.webhook = cfg
+        self.pictures_sent = 0
+        self.pictures_failed = 0
         self._url = url
         self._secret = secret
 
@@ -145,9 +151,20 @@ class WebhookSink(AlarmDelivery):
             yield client
 
     async def attempt(self, session: Any, event: AlarmEvent, now: int) -> Outcome:
+        shots = await evidence(self.cameras, event)  # at most the cameras' time box, once per event
         req = render(self.webhook, event, url=self._url, tz=self.tz, now_ms=now, secret=self._secret,
-                     site_name=self.site_name)
-        return await post(session, req, self.webhook)
+                     site_name=self.site_name, shots=shots)
+        outcome = await post(session, req, self.webhook)
+        if outcome.kind == "sent":  # the pictures follow the message (WeCom); one try each, the message is what counts
+            for image in image_requests(self.webhook, event, shots, url=self._url):
+                sent = await post(session, image, self.webhook)
+                if sent.kind == "sent":
+                    self.pictures_sent += 1
+                else:
+                    self.pictures_failed += 1
+                    self._log.warning("%s[%s]: the picture %s did not go out: %s", self.type, self.name,
+                                      image.event_id, sent.detail)
+        return outcome
 
 
 class EmailSink(AlarmDelivery):
@@ -166,5 +183,6 @@ class EmailSink(AlarmDelivery):
         self._tls = tls
 
     async def attempt(self, session: Any, event: AlarmEvent, now: int) -> Outcome:
-        msg = render_mail(self.email, event, tz=self.tz, site_name=self.site_name)
+        shots = await evidence(self.cameras, event)  # at most the cameras' time box, once per event
+        msg = render_mail(self.email, event, tz=self.tz, site_name=self.site_name, shots=shots)
         return await asyncio.to_thread(send_mail, self.email, msg, self._password, self._tls)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import html
 import smtplib
 import ssl
+from collections.abc import Sequence
 from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
@@ -23,6 +24,7 @@ from pydantic import Field, SecretStr, model_validator
 
 from gateway.alarms.events import AlarmEvent, EventType
 from gateway.alarms.rules import NAME, Severity
+from gateway.alarms.snapshots import Shot, picture_lines
 from gateway.alarms.webhooks import LABELS, Outcome, RetryConfig, lines
 from gateway.core.localtime import local
 from gateway.core.strict import Strict
@@ -84,14 +86,15 @@ def zone_note(ts: int, tz: ZoneInfo) -> str:
     return f"{tz.key} (UTC{t.strftime('%z')[:3]}:{t.strftime('%z')[3:]})"
 
 
-def _parts(ev: AlarmEvent, tz: ZoneInfo, language: str, site_name: str) -> list[tuple[str, list[str]]]:
+def _parts(ev: AlarmEvent, tz: ZoneInfo, language: str, site_name: str,
+           shots: Sequence[Shot] = ()) -> list[tuple[str, list[str]]]:
     langs = ["zh", "en"] if language == "zh+en" else [language]
     zone = zone_note(ev.start, tz)
     note = {"en": f"Times in {zone}", "zh": f"时间为 {zone}"}
     out = []
     for lang in langs:
         head, detail = lines(ev, tz, lang, site_name)
-        out.append((head, [*detail, note[lang]]))
+        out.append((head, [*detail, *picture_lines(list(shots), lang, "attached"), note[lang]]))
     return out
 
 
@@ -105,8 +108,11 @@ def subject(ev: AlarmEvent, language: str, site_name: str) -> str:
     return f"[{' / '.join(labels)}] {site_name or ev.site}: {ev.title or ev.rule}{value}"
 
 
-def render(cfg: EmailConfig, ev: AlarmEvent, *, tz: ZoneInfo, site_name: str = "") -> EmailMessage:
-    """The mail for one event: text and HTML alternatives, Message-ID from the idempotency key."""
+def render(cfg: EmailConfig, ev: AlarmEvent, *, tz: ZoneInfo, site_name: str = "",
+           shots: Sequence[Shot] = ()) -> EmailMessage:
+    """The mail for one event: text and HTML alternatives, Message-ID from the idempotency key; the cameras'
+    pictures (gateway.alarms.snapshots) attached as JPEG files, shown inline in the HTML, and a line per camera
+    saying so, or that its picture is missing and why."""
     msg = EmailMessage()
     msg["Subject"] = subject(ev, cfg.language, site_name)
     msg["From"] = cfg.sender
@@ -115,16 +121,29 @@ def render(cfg: EmailConfig, ev: AlarmEvent, *, tz: ZoneInfo, site_name: str = "
     msg["Message-ID"] = f"<{ev.idempotency_key.replace('/', '.')}@plume.{ev.site}>"
     msg["X-Plume-Idempotency-Key"] = ev.idempotency_key
     msg["X-Plume-Event"] = ev.type.value
-    parts = _parts(ev, tz, cfg.language, site_name)
+    parts = _parts(ev, tz, cfg.language, site_name, shots)
+    taken = [(pic, data) for pic, data in shots if data is not None]
+    if shots:
+        msg["X-Plume-Pictures"] = ", ".join(
+            f"{pic.camera}: {'attached' if data is not None else 'missing (' + pic.reason + ')'}"
+            for pic, data in shots)
     msg.set_content("\n\n".join("\n".join([head, "", *detail]) for head, detail in parts))
     color = "#1a7f37" if ev.type is EventType.CLEARED else "#c62828"
     blocks = "".join(
         f'<h2 style="color:{color};margin:0 0 8px">{html.escape(head)}</h2>'
         + "<table>" + "".join(_row(x) for x in detail) + "</table>"
         for head, detail in parts)
-    msg.add_alternative(f'<!doctype html><html><body style="font-family:sans-serif">{blocks}</body></html>',
+    images = "".join(f'<p><img src="cid:{_cid(pic.file or "")}" alt="{html.escape(pic.camera)}" '
+                     'style="max-width:100%"></p>' for pic, _ in taken)
+    msg.add_alternative(f'<!doctype html><html><body style="font-family:sans-serif">{blocks}{images}</body></html>',
                         subtype="html")
+    for pic, data in taken:
+        msg.add_attachment(data, maintype="image", subtype="jpeg", filename=pic.file, cid=f"<{_cid(pic.file or '')}>")
     return msg
+
+
+def _cid(file: str) -> str:
+    return f"{file.removesuffix('.jpg')}@plume"
 
 
 def _row(line: str) -> str:

@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import json
 import urllib.parse
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
 from zoneinfo import ZoneInfo
@@ -26,6 +27,7 @@ from pydantic import Field, SecretStr, model_validator
 
 from gateway.alarms.events import AlarmEvent, EventType
 from gateway.alarms.rules import NAME, SEVERITY_RANK, Severity
+from gateway.alarms.snapshots import Shot, picture_lines
 from gateway.core.localtime import local_stamp
 from gateway.core.patterns import matches
 from gateway.core.secrets import cut, safe_url
@@ -67,6 +69,10 @@ class WebhookConfig(Strict):
     min_severity: Severity = "info"
     mention: list[str] = Field(default_factory=list, description="Mobile numbers to @ (WeCom, DingTalk).")
     headers: dict[str, str] = Field(default_factory=dict)
+    picture_url: str | None = Field(
+        None, pattern=r"^https?://.*\{file\}",
+        description="Where a phone can load a camera picture by its file name (DingTalk and Slack show pictures "
+                    "only by URL), e.g. https://files.example/plume/{file}; without it they get a line instead.")
     timeout_s: float = Field(10.0, gt=0, le=120)
     retry: RetryConfig = Field(default_factory=RetryConfig)
 
@@ -162,13 +168,24 @@ def lines(ev: AlarmEvent, tz: ZoneInfo, language: str = "en", site_name: str = "
     return head, out
 
 
-def payload(cfg: WebhookConfig, ev: AlarmEvent, tz: ZoneInfo, site_name: str = "") -> dict[str, object]:
-    """The JSON body for `cfg.template`."""
+def payload(cfg: WebhookConfig, ev: AlarmEvent, tz: ZoneInfo, site_name: str = "",
+            shots: Sequence[Shot] = ()) -> dict[str, object]:
+    """The JSON body for `cfg.template`; `shots` are the cameras' pictures (gateway.alarms.snapshots): a list in the
+    generic body, an image by URL (`picture_url`) in DingTalk and Slack, a line per camera in every chat message."""
     if cfg.template == "generic":
         label = LABELS[cfg.language][ev.type.value]
-        return {"v": 1, "idempotency_key": ev.idempotency_key, "text": f"[{label}] {ev.message}",
-                "event": ev.to_json()}
+        generic: dict[str, object] = {"v": 1, "idempotency_key": ev.idempotency_key,
+                                      "text": f"[{label}] {ev.message}", "event": ev.to_json()}
+        if shots:
+            generic["pictures"] = [{"camera": p.camera, "file": p.file if data is not None else None,
+                                 "url": _picture_url(cfg, p.file) if data is not None else None,
+                                 "missing": "" if data is not None else p.reason, "detail": p.detail}
+                                   for p, data in shots]
+        return generic
     head, detail = lines(ev, tz, cfg.language, site_name)
+    where = "next" if cfg.template == "wecom" else "linked" if cfg.picture_url else "elsewhere"
+    detail = [*detail, *picture_lines(list(shots), cfg.language, where)]
+    urls = [(p.camera, _picture_url(cfg, p.file)) for p, data in shots if data is not None and cfg.picture_url]
     if cfg.template == "wecom":
         if cfg.mention:  # WeCom @-mentions by mobile only work in text messages
             return {"msgtype": "text", "text": {"content": "\n".join([head, *detail]),
@@ -177,11 +194,39 @@ def payload(cfg: WebhookConfig, ev: AlarmEvent, tz: ZoneInfo, site_name: str = "
         body = "\n".join([f'**<font color="{color}">{head}</font>**', *(f"> {x}" for x in detail)])
         return {"msgtype": "markdown", "markdown": {"content": body}}
     if cfg.template == "dingtalk":
-        text = "\n\n".join([f"### {head}", *detail, *(f"@{m}" for m in cfg.mention)])
+        text = "\n\n".join([f"### {head}", *detail, *(f"![{cam}]({url})" for cam, url in urls),
+                             *(f"@{m}" for m in cfg.mention)])
         return {"msgtype": "markdown", "markdown": {"title": head, "text": text},
                 "at": {"atMobiles": cfg.mention, "isAtAll": False}}
     text = "\n".join([f"*{head}*", *detail])
-    return {"text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]}
+    blocks: list[object] = [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]
+    blocks += [{"type": "image", "image_url": url, "alt_text": cam} for cam, url in urls]
+    return {"text": text, "blocks": blocks}
+
+
+def _picture_url(cfg: WebhookConfig, file: str | None) -> str | None:
+    return cfg.picture_url.replace("{file}", urllib.parse.quote(file)) if cfg.picture_url and file else None
+
+
+WECOM_IMAGE_MAX = 2 * 1024 * 1024  # the WeCom robot's limit for an image message (before base64)
+
+
+def image_requests(cfg: WebhookConfig, ev: AlarmEvent, shots: Sequence[Shot], *, url: str) -> list[WebhookRequest]:
+    """The image messages that follow an event's message: WeCom robots take a JPEG as `msgtype image` (base64 and
+    its MD5, at most 2 MB); the other templates carry no uploaded picture (DingTalk robots have no image message
+    for an upload, only a markdown image by URL)."""
+    if cfg.template != "wecom":
+        return []
+    out = []
+    for pic, data in shots:
+        if data is None or len(data) > WECOM_IMAGE_MAX:
+            continue
+        body = {"msgtype": "image", "image": {"base64": base64.b64encode(data).decode(),
+                                              "md5": hashlib.md5(data).hexdigest()}}  # WeCom checks the MD5
+        headers = {"Content-Type": "application/json; charset=utf-8", "User-Agent": "plume-gateway", **cfg.headers}
+        out.append(WebhookRequest(url, headers, _dumps(body).encode(), f"{ev.event_id}/picture/{pic.camera}",
+                                  ev.idempotency_key))
+    return out
 
 
 @dataclass(slots=True, frozen=True)
@@ -194,14 +239,14 @@ class WebhookRequest:
 
 
 def render(cfg: WebhookConfig, ev: AlarmEvent, *, url: str, tz: ZoneInfo, now_ms: int, secret: str | None = None,
-           site_name: str = "") -> WebhookRequest:
+           site_name: str = "", shots: Sequence[Shot] = ()) -> WebhookRequest:
     """The request for one event (`url`/`secret` resolved from the config by the caller)."""
     if cfg.template == "dingtalk" and secret:
         sep = "&" if "?" in url else "?"
         url = f"{url}{sep}timestamp={now_ms}&sign={dingtalk_sign(secret, now_ms)}"
     headers = {"Content-Type": "application/json; charset=utf-8", "Idempotency-Key": ev.idempotency_key,
                "User-Agent": "plume-gateway", **cfg.headers}
-    return WebhookRequest(url, headers, _dumps(payload(cfg, ev, tz, site_name)).encode(), ev.event_id,
+    return WebhookRequest(url, headers, _dumps(payload(cfg, ev, tz, site_name, shots)).encode(), ev.event_id,
                           ev.idempotency_key)
 
 

@@ -178,7 +178,23 @@ class Cockpit:
             return Response(200, self._shell, "text/html; charset=utf-8", [("cache-control", "no-store")])
         if path.startswith("/api/"):
             return await self._api(req, path.removeprefix("/api/"), method)
+        if method == "GET" and path.startswith("/snapshots/"):
+            return await self._snapshot(path.removeprefix("/snapshots/"))
         return Response(404, "not found\n")
+
+    async def _snapshot(self, name: str) -> Response:
+        """A camera picture of an alarm (gateway.alarms.snapshots), by its file name; nothing outside its folder."""
+        from gateway.alarms.snapshots import CameraService
+
+        cams = next((s for s in self.gw.sinks if isinstance(s, CameraService)), None)
+        path = cams.store.path(name) if cams is not None else None
+        if path is None:
+            return Response(404, "not found\n")
+        try:
+            data = await asyncio.to_thread(path.read_bytes)
+        except OSError:
+            return Response(404, "this picture was removed (snapshot retention or disk budget)\n")
+        return Response(200, data, "image/jpeg", [("cache-control", "private, max-age=86400")])
 
     async def _api(self, req: Request, path: str, method: str) -> Response | EventStream:
         v = self.views

@@ -209,11 +209,31 @@ class Views:
             j = a.to_json()
             j["start_local"] = t.full(j["start"])
             j["raised_local"] = t.full(j["raised_at"])
+            j["pictures"] = self.pictures(j["alarm_id"])
             active.append(j)
         events = []
         for e in reversed(self.state.events):
-            events.append({**e, "ts_local": t.full(e["ts"])})
+            pics = self.pictures(e["alarm_id"]) if e["type"] == "raised" else []
+            events.append({**e, "ts_local": t.full(e["ts"]), "pictures": pics})
         return {"site": self.site(), "active": active, "events": events}
+
+    def pictures(self, alarm_id: str) -> list[dict[str, Any]]:
+        """The camera pictures of an alarm (gateway.alarms.snapshots): each with its URL on this page, or why there
+        is none (zh and en: the page switches language by itself)."""
+        from gateway.alarms.snapshots import CameraService, why
+
+        cams = next((s for s in self.gw.sinks if isinstance(s, CameraService)), None)
+        if cams is None:
+            return []
+        out = []
+        for p in cams.by_alarm.get(alarm_id, []):
+            path = cams.store.path(p.file) if p.file else None
+            reason = p.reason if path is None or path.exists() else "removed"
+            out.append({"camera": p.camera, "taken_local": self.time.full(p.taken_at),
+                        "url": f"/snapshots/{p.file}" if not reason else None,
+                        "why": {lang: why(reason, lang) for lang in ("zh", "en")} if reason else None,
+                        "detail": p.detail})
+        return out
 
     def acknowledge(self, alarm_id: str, by: str, comment: str, where: str = "") -> str | None:
         """The same command path as an MQTT acknowledgement (written to the log, applied once committed; the

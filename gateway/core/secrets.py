@@ -89,6 +89,17 @@ def add_url(url: str | None) -> None:
             add_secret(segment)
 
 
+def add_url_credentials(url: str | None) -> None:
+    """A URL that is no secret but may carry one: its user-info password and its query values (a camera's
+    snapshot URL with `?auth=...`)."""
+    if not url:
+        return
+    p = urllib.parse.urlsplit(url)
+    add_secret(p.password)
+    for _, value in urllib.parse.parse_qsl(p.query, keep_blank_values=False):
+        add_secret(value)
+
+
 def safe_url(url: str, query: bool = True) -> str:
     """The URL as a log line may show it: scheme://host[:port]/path, key-like path segments and every query
     value masked (or, `query=False`, no query at all), no user-info."""

@@ -4,7 +4,8 @@
     sinks[i] (type homeassistant) -> HomeAssistantSink (native contract + Home Assistant discovery)
     sinks[i] (type thingsboard)   -> ThingsBoardSink (ThingsBoard's MQTT gateway API)
     notify.webhooks[i]       -> WebhookSink     uplinks[i]             -> UplinkSink (HJ 212)
-    notify.email[i]          -> EmailSink
+    notify.email[i]          -> EmailSink       cameras (any)          -> CameraService (cursor `_cameras`;
+                                                the webhooks and e-mail routes ask it for an alarm's pictures)
 
 One factory per kind; every secret (passwords, tokens, webhook URLs and signing keys, HJ 212 PW) is resolved the
 one way, inline / `*_env` / `*_file`, before anything starts, and registered for redaction in the logs. Names are
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from gateway.config import ConfigError
-from gateway.core.secrets import add_basic_auth, add_header, add_secret, add_url
+from gateway.core.secrets import add_basic_auth, add_header, add_secret, add_url, add_url_credentials
 from gateway.hj212.sources import AggregateFeed, LogAggregateFeed
 from gateway.sinks.base import DeliveredHook, Sink
 from gateway.sinks.config import (
@@ -35,6 +36,8 @@ from gateway.store.log import DurableLog
 
 if TYPE_CHECKING:
     import ssl
+
+    from gateway.alarms.snapshots import CameraService
 
 ConsumerFactory = Callable[[DurableLog, "DeliveredHook | None"], Sink]
 
@@ -156,7 +159,36 @@ def _sink(site: Site, i: int, where: str, problems: list[str]) -> ConsumerFactor
     return _SINKS[cfg.type](site, cfg, where, problems)
 
 
-def _webhook(site: Site, i: int, where: str, problems: list[str]) -> ConsumerFactory | None:
+CameraFactory = Callable[[DurableLog], "CameraService"]
+
+
+def _cameras(site: Site, problems: list[str]) -> CameraFactory | None:
+    """The site's cameras as one service per log (the same for its consumer plan and every notification route)."""
+    from gateway.alarms.snapshots import CameraService, SnapshotStore
+
+    cams = site.config.cameras
+    if not cams:
+        return None
+    passwords: dict[str, str | None] = {}
+    for i, cam in enumerate(cams):
+        pw = resolve_secret(f"cameras[{i}].password", cam.password, cam.password_env, cam.password_file, problems,
+                            site.base)
+        add_basic_auth(cam.username, pw)
+        add_url_credentials(cam.url)  # the URL itself is no secret (it names the camera in the logs)
+        passwords[cam.name] = pw
+    made: list[CameraService] = []
+
+    def service(lg: DurableLog) -> CameraService:
+        if not made or made[0].log is not lg:
+            store = SnapshotStore(site.config.snapshots.folder(lg.path.parent, site.base), site.config.snapshots)
+            made[:] = [CameraService(cams, passwords, store, site.id, lg)]
+        return made[0]
+
+    return service
+
+
+def _webhook(site: Site, i: int, where: str, problems: list[str], cameras: CameraFactory | None = None,
+             ) -> ConsumerFactory | None:
     from gateway.alarms.delivery import WebhookSink
 
     cfg = site.config.notify.webhooks[i]
@@ -174,12 +206,15 @@ def _webhook(site: Site, i: int, where: str, problems: list[str]) -> ConsumerFac
     tz = ZoneInfo(site.config.site.timezone)
 
     def make(lg: DurableLog, hook: DeliveredHook | None) -> Sink:
-        return WebhookSink(cfg, site.id, site.config.site.name, tz, lg, url=url, secret=secret, on_delivered=hook)
+        sink = WebhookSink(cfg, site.id, site.config.site.name, tz, lg, url=url, secret=secret, on_delivered=hook)
+        sink.cameras = cameras(lg) if cameras is not None else None
+        return sink
 
     return make
 
 
-def _email(site: Site, i: int, where: str, problems: list[str]) -> ConsumerFactory | None:
+def _email(site: Site, i: int, where: str, problems: list[str], cameras: CameraFactory | None = None,
+           ) -> ConsumerFactory | None:
     from gateway.alarms.delivery import EmailSink
     from gateway.alarms.mail import tls_context
 
@@ -195,7 +230,9 @@ def _email(site: Site, i: int, where: str, problems: list[str]) -> ConsumerFacto
     tz = ZoneInfo(site.config.site.timezone)
 
     def make(lg: DurableLog, hook: DeliveredHook | None) -> Sink:
-        return EmailSink(cfg, site.id, site.config.site.name, tz, lg, password=password, tls=tls, on_delivered=hook)
+        sink = EmailSink(cfg, site.id, site.config.site.name, tz, lg, password=password, tls=tls, on_delivered=hook)
+        sink.cameras = cameras(lg) if cameras is not None else None
+        return sink
 
     return make
 
@@ -227,7 +264,19 @@ def build_consumers(site: Site, *, feed: FeedFactory = log_feed) -> list[Consume
     data (default: the log's aggregate records; a test rig may give its own, or none)."""
     problems: list[str] = []
     plans: list[ConsumerPlan] = []
-    wiring: dict[str, Wire] = {**WIRING, "uplinks": partial(_uplink, feed=feed)}
+    cameras = _cameras(site, problems)
+    if cameras is not None:
+        from gateway.alarms.snapshots import CURSOR
+
+        service = cameras
+
+        def camera_plan(lg: DurableLog, hook: DeliveredHook | None) -> Sink:
+            return service(lg)
+
+        plans.append(ConsumerPlan(CURSOR, "cameras", camera_plan))
+    wiring: dict[str, Wire] = {**WIRING, "uplinks": partial(_uplink, feed=feed),
+                               "notify.webhooks": partial(_webhook, cameras=cameras),
+                               "notify.email": partial(_email, cameras=cameras)}
     for consumer in site.consumers:
         section, _, rest = consumer.section.partition("[")
         index = int(rest.rstrip("]"))

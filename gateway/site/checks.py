@@ -162,7 +162,23 @@ def check_alarms(site: Site) -> tuple[list[Rule], list[str]]:
     for i, hook in enumerate(cfg.notify.webhooks):
         if not any(matches(r.id, hook.rules) for r in rules):
             problems.append(f"notify.webhooks[{i}].rules: no rule matches {hook.rules}")
+    problems += check_cameras(site)
     return rules, problems
+
+
+def check_cameras(site: Site) -> list[str]:
+    """Cameras have unique names and watch devices the site has."""
+    problems: list[str] = []
+    devices = [d.config.name for d in site.devices]
+    seen: dict[str, int] = {}
+    for i, cam in enumerate(site.config.cameras):
+        if cam.name in seen:
+            problems.append(f"cameras[{i}].name: duplicate camera {cam.name!r} (also cameras[{seen[cam.name]}])")
+        seen.setdefault(cam.name, i)
+        for name in cam.devices:
+            if name not in devices:
+                problems.append(f"cameras[{i}].devices: no device named {name!r} (devices: {', '.join(devices)})")
+    return problems
 
 
 def config_warnings(site: Site) -> list[str]:

@@ -9,6 +9,7 @@
         actuation  3   here (a JSON object: the Modbus write and its outcome)
         command    4   here (a JSON object: an operator's command)
         audit      5   gateway.audit.trail (who asked what, from where, and the result)
+        snapshot   6   gateway.alarms.snapshots (an alarm event's camera picture, or why there is none)
       UnknownRecord    a row of a kind no loaded module registered (kept, never dropped; its text as payload)
 
 Consumers dispatch on the record's type (`isinstance(rec, ReadingRecord)`); `kind` names the type for logs and
@@ -32,7 +33,8 @@ ALARM = "alarm"
 ACTUATION = "actuation"
 COMMAND = "command"
 AUDIT = "audit"
-KIND_CODES: dict[str, int] = {READING: 0, AGGREGATE: 1, ALARM: 2, ACTUATION: 3, COMMAND: 4, AUDIT: 5}
+SNAPSHOT = "snapshot"
+KIND_CODES: dict[str, int] = {READING: 0, AGGREGATE: 1, ALARM: 2, ACTUATION: 3, COMMAND: 4, AUDIT: 5, SNAPSHOT: 6}
 # kinds the disk cap copies forward instead of dropping them with the readings of their time (the audit trail)
 KEPT_KINDS: tuple[str, ...] = (AUDIT,)
 

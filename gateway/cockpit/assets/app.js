@@ -118,6 +118,16 @@
     view.innerHTML = `<h2>${esc(t("devices"))} (${o.devices.length})</h2>` + legend(o.flags) +
       `<div class="grid" id="devices">${o.devices.map(deviceCard).join("")}</div>`;
   }
+  function pictures(list, small) {  // an alarm's camera pictures, or why one is missing
+    return (list || []).map((p) => p.url
+      ? `<figure class="snapshot${small ? " small" : ""}" data-camera="${esc(p.camera)}"><a href="${esc(p.url)}" ` +
+        `target="_blank"><img src="${esc(p.url)}" alt="${esc(t("picture"))} ${esc(p.camera)}"></a>` +
+        (small ? "" : `<figcaption>${esc(t("picture"))}: ${esc(t("camera"))} ${esc(p.camera)} · ` +
+        `${esc(p.taken_local)}</figcaption>`) + "</figure>"
+      : `<div class="meta no-picture" data-camera="${esc(p.camera)}">${esc(t("no_picture"))}: ` +
+        `${esc(t("camera"))} ${esc(p.camera)} ${esc(p.why[lang] || p.why.en)}${small ? "" : " (" + esc(p.detail) + ")"}` +
+        "</div>").join("");
+  }
   function renderAlarms(a) {
     const active = a.active.length ? a.active.map((x) => `<section class="card alarm" data-alarm="${esc(x.alarm_id)}" ` +
       `data-acked="${x.acked}"><h3>${esc(x.title || x.rule)} ${x.acked ? `<span class="state" data-state="online">` +
@@ -125,13 +135,14 @@
       `${esc(x.device)} ${esc(x.channel)} · ${esc(t("since"))} ${esc(x.start_local)}</div><table><tr>` +
       `<th>${esc(t("value"))}</th><td class="v">${num(x.value)} ${esc(x.unit)}</td><th>${esc(t("limit"))}</th>` +
       `<td class="v">${num(x.limit)} ${esc(x.unit)}</td></tr></table><div class="meta">${esc(x.message)}</div>` +
+      pictures(x.pictures, false) +
       (x.acked ? "" : `<form class="ack"><input name="by" required placeholder="${esc(t("by"))}">` +
       `<input name="comment" placeholder="${esc(t("comment"))}"><button class="act" type="submit">` +
       `${esc(t("acknowledge"))}</button><span class="ack-result"></span></form>`) + "</section>").join("")
       : `<p id="no-alarms">${esc(t("no_alarms"))}</p>`;
     const ev = a.events.map((e) => `<tr data-event="${esc(e.event_id)}"><td>${esc(e.ts_local)}</td>` +
       `<td>${esc(t(e.type))}</td><td>${esc(e.rule)}</td><td>${esc(e.device)}</td><td>${esc(e.message)}` +
-      `${e.by ? " — " + esc(e.by) : ""}</td></tr>`).join("");
+      `${e.by ? " — " + esc(e.by) : ""}${pictures(e.pictures, true)}</td></tr>`).join("");
     view.innerHTML = `<h2>${esc(t("active_alarms"))} (${a.active.length})</h2><div class="grid" id="active">${active}` +
       `</div><h2>${esc(t("last_events"))}</h2><div class="card"><table id="events"><thead><tr><th>` +
       `${esc(t("time"))} (${esc(a.site.zone)})</th><th>${esc(t("event"))}</th><th>${esc(t("rule"))}</th><th>` +
