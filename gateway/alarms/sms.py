@@ -1,0 +1,456 @@
+"""SMS notifications through an HTTP SMS gateway: a templated webhook the user fills in for the provider.
+
+An officer in the field gets one SMS: label, site, place, value against limit, since when (the site's local time,
+zone marked). One SMS holds 160 GSM-7 characters, or 70 UCS-2 characters as soon as one character is not in the
+GSM-7 alphabet (any Chinese); `sms_length` counts the way the network does (GSM-7 extension characters take two,
+UCS-2 counts UTF-16 units). A message that would not fit is cut to fit (`fit`: the site name and title shrink first,
+then the end is cut) and `plume config check` says so for each rule the route takes (`previews`).
+
+The request is the provider's: URL, method, JSON body or form fields and query parameters, all templates with
+placeholders (`PLACEHOLDERS`), plus HTTP basic or a token header, the phone numbers (one request for all, joined,
+or one request per number) and what the provider's answer means: HTTP status and optionally a JSON field and its
+value (SMS APIs answer 200 with an error code), values meaning "try later", or a pattern for plain-text answers.
+Secrets (URL, password, token) are resolved by the wiring and redacted in every log line. Only `send` does I/O.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import string
+import urllib.parse
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+from zoneinfo import ZoneInfo
+
+from pydantic import Field, SecretStr, model_validator
+
+from gateway.alarms.events import AlarmEvent, EventType
+from gateway.alarms.rules import NAME, Severity
+from gateway.alarms.webhooks import RETRY_STATUS, Outcome, RetryConfig, redact
+from gateway.core.localtime import local, offset_ms
+from gateway.core.secrets import cut
+from gateway.core.secrets import redact as redact_text
+from gateway.core.strict import Strict
+
+if TYPE_CHECKING:
+    import httpx
+
+PHONE = r"^\+?[0-9]{5,15}$"
+Language = Literal["zh+en", "zh", "en"]
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+
+# --- what the network counts -------------------------------------------------------------------------------------
+GSM7_BASIC = set("@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ"
+                 "§¿abcdefghijklmnopqrstuvwxyzäöñüà")
+GSM7_EXTENDED = set("^{}\\[~]|€\f")  # two septets each (escape + character)
+GSM7_LIMIT, UCS2_LIMIT = 160, 70
+
+
+def is_gsm7(text: str) -> bool:
+    return all(c in GSM7_BASIC or c in GSM7_EXTENDED for c in text)
+
+
+def sms_length(text: str) -> tuple[int, int]:
+    """(length, what one SMS holds) as the network counts: GSM-7 septets of 160, or UTF-16 units of 70."""
+    if is_gsm7(text):
+        return sum(2 if c in GSM7_EXTENDED else 1 for c in text), GSM7_LIMIT
+    return len(text.encode("utf-16-le")) // 2, UCS2_LIMIT
+
+
+def fits(text: str) -> bool:
+    n, limit = sms_length(text)
+    return n <= limit
+
+
+# --- configuration -----------------------------------------------------------------------------------------------
+PLACEHOLDERS = {
+    "text": "the SMS message (the `text` template, cut to one SMS)",
+    "label": "what happened: 超标告警ALARM, 告警解除CLEARED, ... (in the route's language)",
+    "site": "the site's name (its id when it has none)", "site_id": "the site's id",
+    "where": "device, channel and window, e.g. dust-1 pm10 15m", "what": "value against limit, e.g. 182.4>150ug/m3",
+    "device": "", "channel": "", "window": "", "rule": "the rule id", "title": "the rule's title",
+    "severity": "info, warning or critical", "event": "raised, cleared, renotify, acknowledged, escalated",
+    "value": "", "limit": "", "unit": "", "peak": "the worst value so far",
+    "since": "local time the condition began, zone marked (10:30 UTC+8; with the date when not today)",
+    "time": "local time of the event, zone marked", "by": "who acknowledged",
+    "ref": "the request's idempotency key", "alarm_id": "",
+    "phone": "the phone number (one request per number)", "phones": "the numbers joined by phone_separator",
+    "phone_list": "the numbers as a JSON list (alone in a JSON string value)",
+    "password": "auth.password", "token": "auth.token",
+}
+TEXT_PLACEHOLDERS = set(PLACEHOLDERS) - {"text", "phone", "phones", "phone_list", "password", "token", "ref"}
+ELASTIC = ("site", "title", "where")  # shortened first when a message is too long
+LABELS = {
+    "zh": {"raised": "超标告警", "cleared": "告警解除", "renotify": "告警持续", "acknowledged": "告警已确认",
+           "escalated": "无人确认升级"},
+    "en": {"raised": "ALARM", "cleared": "CLEARED", "renotify": "STILL ACTIVE", "acknowledged": "ACKNOWLEDGED",
+           "escalated": "ESCALATED"},
+}
+DEFAULT_TEXT = {
+    "zh+en": "{label} {site} {where} {what} 自{since}起",
+    "zh": "{label} {site} {where} {what} 自{since}起",
+    "en": "{label} {site}: {where} {what} since {since}",
+}
+
+
+class SmsAuth(Strict):
+    """How the gateway proves who it is: HTTP basic, a token header, or (`none`) secrets only used as placeholders
+    ({password}, {token}) in the fields of the request."""
+
+    type: Literal["none", "basic", "header"] = "none"
+    username: str | None = None
+    password: SecretStr | None = None
+    password_env: str | None = None
+    password_file: str | None = Field(None, description="File whose first line is the password.")
+    header: str = Field("Authorization", description="The header carrying the token (type header).")
+    scheme: str = Field("", description="Written before the token in the header, e.g. Bearer.")
+    token: SecretStr | None = None
+    token_env: str | None = None
+    token_file: str | None = Field(None, description="File whose first line is the token.")
+
+    @model_validator(mode="after")
+    def _check(self) -> SmsAuth:
+        passwords = sum(x is not None for x in (self.password, self.password_env, self.password_file))
+        tokens = sum(x is not None for x in (self.token, self.token_env, self.token_file))
+        if passwords > 1:
+            raise ValueError("give password, password_env or password_file: one of them")
+        if tokens > 1:
+            raise ValueError("give token, token_env or token_file: one of them")
+        if self.type == "basic" and (not self.username or not passwords):
+            raise ValueError("basic auth needs username and a password (password, password_env or password_file)")
+        if self.type == "header" and not tokens:
+            raise ValueError("header auth needs a token (token, token_env or token_file)")
+        return self
+
+
+class SmsSuccess(Strict):
+    """How the provider says an SMS was accepted."""
+
+    status: list[int] = Field(default_factory=list, description="HTTP statuses of success (default: any 2xx).")
+    field: str | None = Field(None, description="JSON field of the answer, dotted (Code, Response.Error.Code, "
+                              "data.0.code).")
+    equals: str | int | float | bool | None = Field(None, description="The field's value on success.")
+    retry_values: list[str | int] = Field(default_factory=list,
+                                          description="Values of the field that mean: try later (rate limits).")
+    matches: str | None = Field(None, description="A regular expression a plain-text answer matches on success.")
+
+    @model_validator(mode="after")
+    def _check(self) -> SmsSuccess:
+        if (self.field is None) != (self.equals is None):
+            raise ValueError("field and equals go together: the answer's field and its value on success")
+        if self.matches is not None:
+            try:
+                re.compile(self.matches)
+            except re.error as exc:
+                raise ValueError(f"matches: not a regular expression: {exc}") from None
+        return self
+
+
+class SmsConfig(Strict):
+    """One SMS route for alarm notifications (site-file section `notify.sms`)."""
+
+    name: str = Field(pattern=NAME, description="Its cursor in the log and its metrics.")
+    url: SecretStr | None = Field(None, description="The provider's endpoint (it may hold a key).")
+    url_env: str | None = None
+    url_file: str | None = Field(None, description="File whose first line is the URL.")
+    method: Literal["POST", "GET"] = "POST"
+    query: dict[str, str] = Field(default_factory=dict, description="Query parameters (templates).")
+    form: dict[str, str] | None = Field(None, description="Form fields (application/x-www-form-urlencoded).")
+    body: Any = Field(None, description="A JSON body: any document whose strings are templates.")
+    headers: dict[str, str] = Field(default_factory=dict, description="Extra headers (templates).")
+    auth: SmsAuth = Field(default_factory=SmsAuth)
+    to: list[str] = Field(default_factory=list, description="Phone numbers for every event this route takes.")
+    to_by_severity: dict[Severity, list[str]] = Field(
+        default_factory=dict, description="Numbers added for events of these rule severities.")
+    escalate_to: list[str] = Field(
+        default_factory=list, description="Numbers that get the escalated events (alarms nobody acknowledged "
+        "within the rule's escalate_after_s), instead of `to`.")
+    per_phone: bool = Field(False, description="One request per number (the provider takes one number each).")
+    phone_separator: str = Field(",", description="Between the numbers of {phones}.")
+    language: Language = Field("zh+en", description="Language of the message: zh+en, zh or en.")
+    text: str | None = Field(None, description="Template of the message (default: a short one per language).")
+    success: SmsSuccess = Field(default_factory=SmsSuccess)
+    events: list[EventType] = Field(default_factory=lambda: [EventType.RAISED, EventType.CLEARED])
+    rules: list[str] = Field(default_factory=lambda: ["*"], description="Rule id patterns.")
+    min_severity: Severity = "info"
+    timeout_s: float = Field(10.0, gt=0, le=120)
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+
+    @model_validator(mode="after")
+    def _check(self) -> SmsConfig:
+        if sum(x is not None for x in (self.url, self.url_env, self.url_file)) != 1:
+            raise ValueError("give url, url_env or url_file: one of them")
+        if not self.to and not self.to_by_severity and not self.escalate_to:
+            raise ValueError("name the phone numbers: to, to_by_severity, escalate_to")
+        bad = [p for p in self.all_phones() if not re.match(PHONE, p)]
+        if bad:
+            raise ValueError(f"not a phone number (digits, optionally a leading +): {', '.join(bad)}")
+        if self.form is not None and self.body is not None:
+            raise ValueError("give form (form fields) or body (JSON), not both")
+        if self.method == "GET" and (self.form is not None or self.body is not None):
+            raise ValueError("a GET request has no body: put the fields in query")
+        for where, template in self.templates():
+            problem = template_problem(template, TEXT_PLACEHOLDERS if where == "text" else set(PLACEHOLDERS))
+            if problem:
+                raise ValueError(f"{where}: {problem}")
+        if self.escalate_to and EventType.ESCALATED not in self.events:
+            self.events = [*self.events, EventType.ESCALATED]  # escalate_to is what escalated events are for
+        return self
+
+    def all_phones(self) -> list[str]:
+        return [*self.to, *(p for v in self.to_by_severity.values() for p in v), *self.escalate_to]
+
+    def templates(self) -> list[tuple[str, str]]:
+        """(field, template) of every string the request is built from."""
+        out = [("text", self.text)] if self.text is not None else []
+        out += [(f"query.{k}", v) for k, v in self.query.items()]
+        out += [(f"form.{k}", v) for k, v in (self.form or {}).items()]
+        out += [(f"headers.{k}", v) for k, v in self.headers.items()]
+        out += [(f"body{path}", v) for path, v in _strings(self.body, "")]
+        return out
+
+    def takes(self, ev: AlarmEvent) -> bool:
+        """Beyond events/rules/severity: an event nobody's number is for is not this route's."""
+        return bool(recipients(self, ev))
+
+
+def _strings(doc: Any, path: str) -> list[tuple[str, str]]:
+    if isinstance(doc, str):
+        return [(path, doc)]
+    if isinstance(doc, dict):
+        return [x for k, v in doc.items() for x in _strings(v, f"{path}.{k}")]
+    if isinstance(doc, list):
+        return [x for i, v in enumerate(doc) for x in _strings(v, f"{path}[{i}]")]
+    return []
+
+
+def template_problem(template: str, known: set[str]) -> str | None:
+    """What is wrong with a template (an unknown placeholder, a stray brace), or None."""
+    try:
+        names = [name for _, name, spec, conv in string.Formatter().parse(template) if name is not None]
+    except ValueError as exc:
+        return f"{exc} (write {{{{ and }}}} for literal braces)"
+    for name in names:
+        if name not in known:
+            return f"unknown placeholder {{{name}}} (known: {', '.join(sorted(known))})"
+    return None
+
+
+def recipients(cfg: SmsConfig, ev: AlarmEvent) -> list[str]:
+    """The numbers for this event, each once: escalate_to for an escalated event (when given), else `to` plus the
+    list for the rule's severity."""
+    if ev.type is EventType.ESCALATED and cfg.escalate_to:
+        return list(dict.fromkeys(cfg.escalate_to))
+    extra = cfg.to_by_severity.get(ev.severity, [])  # type: ignore[call-overload]
+    return list(dict.fromkeys([*cfg.to, *extra]))
+
+
+# --- the message -------------------------------------------------------------------------------------------------
+def _num(v: float | None) -> str:
+    return "" if v is None else f"{v:.4g}"
+
+
+def short_zone(ts: int, tz: ZoneInfo) -> str:
+    """UTC+8, UTC+5:45, UTC-5, UTC: the zone mark short enough for an SMS."""
+    off = offset_ms(ts, tz) // 60_000
+    if off == 0:
+        return "UTC"
+    sign = "+" if off > 0 else "-"
+    h, m = divmod(abs(off), 60)
+    return f"UTC{sign}{h}" + (f":{m:02d}" if m else "")
+
+
+def short_time(ts: int, now: int, tz: ZoneInfo) -> str:
+    """10:30 UTC+8, with the local date (03-02 10:30 UTC+8) when it is not the day of `now`."""
+    t = local(ts, tz)
+    day = "" if t.date() == local(now, tz).date() else t.strftime("%m-%d ")
+    return f"{day}{t.strftime('%H:%M')} {short_zone(ts, tz)}"
+
+
+def label(ev: AlarmEvent, language: str) -> str:
+    langs = ["zh", "en"] if language == "zh+en" else [language]
+    return "".join(LABELS[lang][ev.type.value] for lang in langs)
+
+
+def values(ev: AlarmEvent, tz: ZoneInfo, language: str, site_name: str = "") -> dict[str, str]:
+    """The placeholders of the message for one event."""
+    unit = ev.unit or ""
+    if ev.value is not None and ev.limit is not None and ev.type is not EventType.CLEARED:
+        what = f"{_num(ev.value)}{'<' if ev.value < ev.limit else '>'}{_num(ev.limit)}{unit}"
+    elif ev.value is not None:
+        what = f"{_num(ev.value)}{unit}"
+    else:
+        what = ev.title or ev.rule
+    where = " ".join(p for p in (ev.device, ev.channel, "" if ev.window == "raw" else ev.window) if p)
+    return {"label": label(ev, language), "site": site_name or ev.site, "site_id": ev.site, "where": where,
+            "what": what, "device": ev.device, "channel": ev.channel, "window": ev.window, "rule": ev.rule,
+            "title": ev.title or ev.rule, "severity": ev.severity, "event": ev.type.value, "value": _num(ev.value),
+            "limit": _num(ev.limit), "unit": unit, "peak": _num(ev.peak),
+            "since": short_time(ev.start, ev.ts, tz), "time": short_time(ev.ts, ev.ts, tz), "by": ev.by,
+            "alarm_id": ev.alarm_id}
+
+
+@dataclass(slots=True, frozen=True)
+class SmsText:
+    text: str
+    length: int  # as the network counts, before any cut
+    limit: int  # what one SMS holds for the text as it came out of the template
+    cut: bool
+
+
+def fit(template: str, vals: dict[str, str]) -> SmsText:
+    """The message in one SMS: the template filled in; when too long, the longest of the site name, the title and
+    the place shrink first (ending in an ellipsis), then the end is cut."""
+    text = template.format_map(vals)
+    length, limit = sms_length(text)
+    if length <= limit:
+        return SmsText(text, length, limit, False)
+    dots = "." if is_gsm7(text) else "…"
+    used = {name for _, name, _, _ in string.Formatter().parse(template) if name}
+    vals = dict(vals)
+    while not fits(text):
+        shrinkable = [k for k in ELASTIC if k in used and len(vals[k]) > 4]
+        if not shrinkable:
+            break
+        k = max(shrinkable, key=lambda name: len(vals[name]))
+        excess = sms_length(text)[0] - sms_length(text)[1]
+        keep = max(3, len(vals[k].rstrip(dots)) - excess - len(dots))
+        vals[k] = vals[k][:keep].rstrip() + dots
+        text = template.format_map(vals)
+    while not fits(text) and text:
+        text = text[:-2].rstrip() + dots if len(text) > 1 else ""
+    return SmsText(text, length, limit, True)
+
+
+def message(cfg: SmsConfig, ev: AlarmEvent, tz: ZoneInfo, site_name: str = "") -> SmsText:
+    return fit(cfg.text or DEFAULT_TEXT[cfg.language], values(ev, tz, cfg.language, site_name))
+
+
+# --- the request -------------------------------------------------------------------------------------------------
+@dataclass(slots=True, frozen=True)
+class SmsRequest:
+    method: str
+    url: str  # secret: never log it (redact)
+    headers: dict[str, str]
+    body: bytes | None
+    phones: tuple[str, ...]
+    key: str  # idempotency key of this request
+
+
+def _fill(doc: Any, vals: dict[str, Any]) -> Any:
+    if isinstance(doc, str):
+        if doc.strip() == "{phone_list}":
+            return vals["phone_list"]
+        return doc.format_map(vals)
+    if isinstance(doc, dict):
+        return {k: _fill(v, vals) for k, v in doc.items()}
+    if isinstance(doc, list):
+        return [_fill(v, vals) for v in doc]
+    return doc
+
+
+def render(cfg: SmsConfig, ev: AlarmEvent, *, url: str, tz: ZoneInfo, site_name: str = "",
+           password: str | None = None, token: str | None = None) -> list[SmsRequest]:
+    """The requests for one event: one for all its numbers, or one per number (`per_phone`)."""
+    phones = recipients(cfg, ev)
+    vals: dict[str, Any] = values(ev, tz, cfg.language, site_name)
+    vals["text"] = message(cfg, ev, tz, site_name).text
+    vals.update(password=password or "", token=token or "")
+    groups = [[p] for p in phones] if cfg.per_phone else [phones]
+    out = []
+    for group in groups:
+        key = ev.idempotency_key if not cfg.per_phone else hashlib.sha256(
+            f"{ev.idempotency_key}\n{group[0]}".encode()).hexdigest()[:32]
+        vals.update(phone=group[0] if group else "", phones=cfg.phone_separator.join(group), phone_list=group,
+                    ref=key)
+        headers = {"User-Agent": "plume-gateway", "Idempotency-Key": key}
+        if cfg.auth.type == "basic":
+            cred = base64.b64encode(f"{cfg.auth.username}:{password or ''}".encode()).decode()
+            headers["Authorization"] = f"Basic {cred}"
+        elif cfg.auth.type == "header":
+            headers[cfg.auth.header] = f"{cfg.auth.scheme} {token or ''}".strip()
+        headers.update({k: v.format_map(vals) for k, v in cfg.headers.items()})
+        target = url
+        if cfg.query:
+            q = urllib.parse.urlencode({k: v.format_map(vals) for k, v in cfg.query.items()})
+            target = f"{url}{'&' if '?' in url else '?'}{q}"
+        body: bytes | None = None
+        if cfg.form is not None:
+            body = urllib.parse.urlencode({k: v.format_map(vals) for k, v in cfg.form.items()}).encode()
+            headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
+        elif cfg.body is not None:
+            body = _dumps(_fill(cfg.body, vals)).encode()
+            headers.setdefault("Content-Type", "application/json; charset=utf-8")
+        out.append(SmsRequest(cfg.method, target, headers, body, tuple(group), key))
+    return out
+
+
+# --- the answer --------------------------------------------------------------------------------------------------
+def _field(doc: Any, path: str) -> tuple[bool, Any]:
+    for part in path.split("."):
+        if isinstance(doc, dict) and part in doc:
+            doc = doc[part]
+        elif isinstance(doc, list) and part.isdigit() and int(part) < len(doc):
+            doc = doc[int(part)]
+        else:
+            return False, None
+    return True, doc
+
+
+def _same(a: Any) -> str:
+    return a if isinstance(a, str) else json.dumps(a)
+
+
+def classify(ok: SmsSuccess, status: int, body: str, retry_after: str | None = None) -> Outcome:
+    """What the provider's answer means: sent, retry (408/425/429, 5xx, a `retry_values` code) or failed."""
+    after: float | None = None
+    if retry_after:
+        try:
+            after = max(0.0, float(retry_after))
+        except ValueError:
+            after = None
+    good_status = status in ok.status if ok.status else 200 <= status < 300
+    if not good_status:
+        if status in RETRY_STATUS or status >= 500:
+            return Outcome("retry", f"HTTP {status}", after)
+        return Outcome("failed", f"HTTP {status}: {cut(body)}")
+    if ok.field is not None:
+        try:
+            found, got = _field(json.loads(body), ok.field)
+        except ValueError:
+            return Outcome("failed", f"the answer is not JSON (no field {ok.field}): {cut(body)}")
+        if not found:
+            return Outcome("failed", f"the answer has no field {ok.field}: {cut(body)}")
+        if _same(got) != _same(ok.equals):
+            retry = _same(got) in {_same(v) for v in ok.retry_values}
+            return Outcome("retry" if retry else "failed", f"{ok.field}={_same(got)}: {cut(body)}", after)
+    if ok.matches is not None and not re.search(ok.matches, body):
+        return Outcome("failed", f"the answer does not match {ok.matches!r}: {cut(body)}")
+    return Outcome("sent")
+
+
+def masked(phone: str) -> str:
+    """A number as a log line may show it: the last four digits."""
+    return "*" * max(0, len(phone) - 4) + phone[-4:]
+
+
+async def send(client: httpx.AsyncClient, req: SmsRequest, cfg: SmsConfig) -> Outcome:
+    """Send one request; every failure becomes an Outcome."""
+    import httpx
+
+    try:
+        resp = await client.request(req.method, req.url, content=req.body, headers=req.headers,
+                                    timeout=cfg.timeout_s)
+    except httpx.HTTPError as exc:
+        detail = redact_text(f"{type(exc).__name__}: {exc}".replace(req.url, redact(req.url)))
+        return Outcome("retry", detail)
+    return classify(cfg.success, resp.status_code, resp.text, resp.headers.get("Retry-After"))
+
+
+# --- what `plume config check` says ------------------------------------------------------------------------------
+def preview(cfg: SmsConfig, ev: AlarmEvent, tz: ZoneInfo, site_name: str = "") -> SmsText:
+    """The message an event would give (for the config check)."""
+    return message(cfg, ev, tz, site_name)

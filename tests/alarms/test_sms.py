@@ -1,0 +1,173 @@
+"""SMS through an HTTP SMS gateway, without the network: the message as a phone counts it, the request a provider
+gets, what its answers mean, and the route's config errors."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import urllib.parse
+from zoneinfo import ZoneInfo
+
+import pytest
+from pydantic import ValidationError
+
+from gateway.alarms.events import AlarmEvent, EventType
+from gateway.alarms.sms import SmsConfig, SmsSuccess, classify, fit, message, recipients, render, sms_length
+from gateway.alarms.webhooks import wants
+from tests.alarms.helpers import T
+
+TZ = ZoneInfo("Asia/Shanghai")
+EV = AlarmEvent(EventType.RAISED, "riverside", "pm10-15m", "dust-1", "pm10", "15m", T + 150 * 60_000,
+                T + 165 * 60_000, 182.4, 150.0, "ug/m3", "warning", "PM10 15-minute average over 150 ug/m3", "",
+                "msg")
+
+
+def route(**kw):
+    return SmsConfig.model_validate({"name": "phones", "url": "https://sms.example/send?key=K3Y", "to": ["13800000000"],
+                                     **kw})
+
+
+# --- counting and fitting --------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("text", "expected"), [
+    ("A" * 160, (160, 160)),
+    ("PM10 > 150 {since}", (20, 160)),  # 18 characters; braces are GSM-7 extension characters: two each
+    ("é and ü are GSM-7", (17, 160)),
+    ("超标", (2, 70)),
+    ("ALARM 超标", (8, 70)),  # one Chinese character: the whole message is UCS-2
+    ("PM10 ≥ 150", (10, 70)),  # so is a math sign
+    ("dust 😷", (7, 70)),  # an emoji is two UTF-16 units
+])
+def test_length_is_counted_the_way_sms_counts_it(text, expected):
+    assert sms_length(text) == expected
+
+
+def test_the_default_message_is_one_sms_with_the_zone_marked():
+    sms = message(route(), EV, TZ, "河畔工地")
+    assert sms.text == "超标告警ALARM 河畔工地 dust-1 pm10 15m 182.4>150ug/m3 自10:30 UTC+8起"
+    assert not sms.cut and sms.limit == 70 and sms.length == len(sms.text)
+    en = message(route(language="en"), EV, TZ, "Riverside Tower")
+    assert en.text == "ALARM Riverside Tower: dust-1 pm10 15m 182.4>150ug/m3 since 10:30 UTC+8"
+    assert en.limit == 160
+    zh_clear = message(route(language="zh"), dataclasses.replace(EV, type=EventType.CLEARED, value=90.0), TZ, "河畔工地")
+    assert zh_clear.text == "告警解除 河畔工地 dust-1 pm10 15m 90ug/m3 自10:30 UTC+8起"
+
+
+def test_a_start_on_an_earlier_day_carries_its_date():
+    late = dataclasses.replace(EV, type=EventType.ESCALATED, ts=EV.start + 16 * 3_600_000)
+    assert "自03-02 10:30 UTC+8起" in message(route(), late, TZ, "河畔工地").text
+    assert message(route(), late, TZ, "河畔工地").text.startswith("无人确认升级ESCALATED ")
+
+
+def test_a_message_that_would_overflow_shrinks_the_site_name_first_then_is_cut():
+    sms = message(route(), EV, TZ, "Riverside Tower Phase II (north gate)")
+    assert sms.cut and sms.length > 70
+    assert sms_length(sms.text)[0] <= 70
+    assert sms.text.startswith("超标告警ALARM Riverside Tow") and "…" in sms.text
+    assert sms.text.endswith("182.4>150ug/m3 自10:30 UTC+8起"), "the value and the time are kept"
+    # a template with nothing to shrink is cut at the end
+    long = fit("{label} " + "x" * 200, {"label": "ALARM"})
+    assert long.cut and sms_length(long.text) == (160, 160) and long.text.endswith(".")
+
+
+# --- the request -----------------------------------------------------------------------------------------------
+def test_a_form_post_with_basic_auth_and_all_numbers_in_one_request():
+    cfg = route(auth={"type": "basic", "username": "plume", "password": "pw-123"}, to=["13800000000", "13900000000"],
+                form={"mobile": "{phones}", "text": "{text}", "uid": "{ref}"})
+    (req,) = render(cfg, EV, url="https://sms.example/send", tz=TZ, site_name="河畔工地", password="pw-123")
+    assert req.method == "POST" and req.headers["Content-Type"] == "application/x-www-form-urlencoded"
+    assert req.headers["Authorization"] == "Basic " + base64.b64encode(b"plume:pw-123").decode()
+    form = dict(urllib.parse.parse_qsl(req.body.decode()))
+    assert form["mobile"] == "13800000000,13900000000"
+    assert form["text"].startswith("超标告警ALARM 河畔工地")
+    assert form["uid"] == EV.idempotency_key == req.headers["Idempotency-Key"]
+
+
+def test_a_json_body_per_number_with_a_token_header_and_a_query_key():
+    cfg = route(to=["13800000000", "+8613900000000"], per_phone=True, query={"sdkappid": "1400"},
+                auth={"type": "header", "scheme": "Bearer", "token": "tok-9"},
+                body={"PhoneNumberSet": "{phone_list}", "TemplateParamSet": ["{site}", "{value}", "{since}"],
+                      "SessionContext": "{ref}"})
+    reqs = render(cfg, EV, url="https://sms.example/v3?x=1", tz=TZ, site_name="河畔工地", token="tok-9")
+    assert [r.phones for r in reqs] == [("13800000000",), ("+8613900000000",)]
+    first = json.loads(reqs[0].body)
+    assert first == {"PhoneNumberSet": ["13800000000"], "TemplateParamSet": ["河畔工地", "182.4", "10:30 UTC+8"],
+                     "SessionContext": reqs[0].key}
+    assert reqs[0].key != reqs[1].key, "each number its own idempotency key"
+    assert reqs[0].url == "https://sms.example/v3?x=1&sdkappid=1400"
+    assert reqs[0].headers["Authorization"] == "Bearer tok-9"
+
+
+def test_a_get_request_with_the_key_as_a_query_placeholder():
+    cfg = route(method="GET", auth={"token": "k-77"}, query={"u": "plume", "p": "{token}", "m": "{phones}",
+                                                           "c": "{text}"})
+    (req,) = render(cfg, EV, url="http://api.sms.example/sms", tz=TZ, token="k-77")
+    q = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(req.url).query))
+    assert q["p"] == "k-77" and q["m"] == "13800000000" and req.body is None
+    assert "Authorization" not in req.headers
+
+
+def test_recipients_by_severity_and_the_escalation_list():
+    cfg = route(to=["13800000000"], to_by_severity={"critical": ["13700000000", "13800000000"]},
+                escalate_to=["13600000000"])
+    assert recipients(cfg, EV) == ["13800000000"]
+    assert recipients(cfg, dataclasses.replace(EV, severity="critical")) == ["13800000000", "13700000000"]
+    escalated = dataclasses.replace(EV, type=EventType.ESCALATED)
+    assert recipients(cfg, escalated) == ["13600000000"]
+    assert wants(cfg, escalated), "escalate_to takes the escalated events"
+    assert not wants(route(), escalated), "a route without escalate_to does not (unless its events say so)"
+    only_critical = route(to=[], to_by_severity={"critical": ["13700000000"]})
+    assert not wants(only_critical, EV) and wants(only_critical, dataclasses.replace(EV, severity="critical"))
+
+
+# --- the answer ------------------------------------------------------------------------------------------------
+ALIYUN = SmsSuccess(field="Code", equals="OK", retry_values=["isv.BUSINESS_LIMIT_CONTROL"])
+YUNPIAN = SmsSuccess(field="code", equals=0, retry_values=[8, 9, 33])
+TENCENT = SmsSuccess(field="Response.SendStatusSet.0.Code", equals="Ok")
+
+
+@pytest.mark.parametrize(("ok", "status", "body", "expected"), [
+    (SmsSuccess(), 200, "", "sent"),
+    (SmsSuccess(), 503, "", "retry"),
+    (SmsSuccess(), 429, "", "retry"),
+    (SmsSuccess(), 401, "bad key", "failed"),
+    (SmsSuccess(status=[201]), 200, "", "failed"),
+    (ALIYUN, 200, '{"Code":"OK","Message":"OK"}', "sent"),
+    (ALIYUN, 200, '{"Code":"isv.BUSINESS_LIMIT_CONTROL","Message":"触发分钟级流控"}', "retry"),
+    (ALIYUN, 200, '{"Code":"isv.MOBILE_NUMBER_ILLEGAL"}', "failed"),
+    (YUNPIAN, 200, '{"code":0,"msg":"发送成功"}', "sent"),
+    (YUNPIAN, 200, '{"code":"0"}', "sent"),
+    (YUNPIAN, 200, '{"code":33,"msg":"too often"}', "retry"),
+    (YUNPIAN, 200, '{"msg":"no code"}', "failed"),
+    (YUNPIAN, 200, "<html>", "failed"),
+    (TENCENT, 200, '{"Response":{"SendStatusSet":[{"Code":"Ok"}]}}', "sent"),
+    (TENCENT, 200, '{"Response":{"SendStatusSet":[{"Code":"LimitExceeded.PhoneNumberDailyLimit"}]}}', "failed"),
+    (SmsSuccess(matches=r"^0$"), 200, "0", "sent"),
+    (SmsSuccess(matches=r"^0$"), 200, "41", "failed"),
+])
+def test_what_a_providers_answer_means(ok, status, body, expected):
+    assert classify(ok, status, body).kind == expected
+
+
+def test_a_refusal_names_the_field_and_the_answer():
+    got = classify(ALIYUN, 200, '{"Code":"isv.MOBILE_NUMBER_ILLEGAL","Message":"非法手机号"}')
+    assert got.detail.startswith('Code=isv.MOBILE_NUMBER_ILLEGAL: {"Code"')
+
+
+# --- config errors ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("kw", "error"), [
+    ({"url": None}, "give url, url_env or url_file"),
+    ({"to": []}, "name the phone numbers"),
+    ({"to": ["officer"]}, "not a phone number"),
+    ({"form": {"text": "{txet}"}}, r"form.text: unknown placeholder \{txet\}"),
+    ({"text": "{phone} {label}"}, r"text: unknown placeholder \{phone\}"),
+    ({"body": {"a": ["{oops"]}}, r"body.a\[0\]: .*literal braces"),
+    ({"method": "GET", "form": {"a": "b"}}, "a GET request has no body"),
+    ({"form": {"a": "b"}, "body": {"a": "b"}}, "not both"),
+    ({"auth": {"type": "basic", "username": "u"}}, "basic auth needs username and a password"),
+    ({"auth": {"type": "header"}}, "header auth needs a token"),
+    ({"success": {"field": "code"}}, "field and equals go together"),
+])
+def test_sms_config_errors(kw, error):
+    with pytest.raises(ValidationError, match=error):
+        route(**kw)
