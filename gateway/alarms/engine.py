@@ -68,7 +68,8 @@ class ActiveAlarm:
         return {"alarm_id": r.alarm_id, "site": r.site, "rule": r.rule, "title": r.title, "severity": r.severity,
                 "device": r.device, "channel": r.channel, "window": r.window, "start": r.start, "raised_at": r.ts,
                 "value": r.value, "limit": r.limit, "unit": r.unit, "standard": r.standard, "count": r.count,
-                "acked": self.acked, "acked_by": self.acked_by, "escalated": self.escalated, "last_value": self.last_value, "peak": self.peak,
+                "acked": self.acked, "acked_by": self.acked_by, "escalated": self.escalated,
+                "last_value": self.last_value, "peak": self.peak,
                 "message": r.message}
 
 

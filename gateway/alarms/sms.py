@@ -25,12 +25,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from gateway.alarms.events import AlarmEvent, EventType
-from gateway.alarms.rules import NAME, Severity
-from gateway.alarms.webhooks import RETRY_STATUS, Outcome, RetryConfig, redact
+from gateway.alarms.rules import NAME, Rule, Severity, ThresholdRule
+from gateway.alarms.webhooks import RETRY_STATUS, Outcome, RetryConfig, redact, wants
 from gateway.core.localtime import local, offset_ms
+from gateway.core.patterns import matches
 from gateway.core.secrets import cut
 from gateway.core.secrets import redact as redact_text
 from gateway.core.strict import Strict
@@ -178,6 +179,18 @@ class SmsConfig(Strict):
     min_severity: Severity = "info"
     timeout_s: float = Field(10.0, gt=0, le=120)
     retry: RetryConfig = Field(default_factory=RetryConfig)
+
+    @field_validator("to", "escalate_to", mode="before")
+    @classmethod
+    def _numbers(cls, v: Any) -> Any:
+        """13800000000 unquoted in YAML is an int: a phone number all the same."""
+        return [str(x) if isinstance(x, int) and not isinstance(x, bool) else x for x in v] if isinstance(
+            v, list) else v
+
+    @field_validator("to_by_severity", mode="before")
+    @classmethod
+    def _numbers_by_severity(cls, v: Any) -> Any:
+        return {k: cls._numbers(x) for k, x in v.items()} if isinstance(v, dict) else v
 
     @model_validator(mode="after")
     def _check(self) -> SmsConfig:
@@ -451,6 +464,38 @@ async def send(client: httpx.AsyncClient, req: SmsRequest, cfg: SmsConfig) -> Ou
 
 
 # --- what `plume config check` says ------------------------------------------------------------------------------
-def preview(cfg: SmsConfig, ev: AlarmEvent, tz: ZoneInfo, site_name: str = "") -> SmsText:
-    """The message an event would give (for the config check)."""
-    return message(cfg, ev, tz, site_name)
+def sample_events(rule: Rule, site_id: str, devices: list[str], types: list[EventType], ts: int,
+                  ) -> list[AlarmEvent]:
+    """Events like the ones `rule` will give, for the longest device name it applies to (the worst case)."""
+    patterns: list[str] = list(getattr(rule, "devices", []) or [])
+    matching = [d for d in devices if matches(d, patterns)] if patterns else [""]
+    device = max(matching or [""], key=len)
+    channel, window, unit, limit = "", "", "", None
+    if isinstance(rule, ThresholdRule):
+        channel, window, unit = rule.channel, rule.window, rule.unit or ""
+        limit = rule.limit if rule.limit is not None else max(e.limit for e in rule.schedule)
+    value = None if limit is None else float(f"{limit * 1.234:.4g}")
+    return [AlarmEvent(t, site_id, rule.id, device, channel, window, ts, ts, value, limit, unit, rule.severity,
+                       rule.title, rule.standard, "") for t in types]
+
+
+def overflow_warning(where: str, cfg: SmsConfig, rules: list[Rule], site_id: str, site_name: str, tz: ZoneInfo,
+                     devices: list[str], ts: int) -> str | None:
+    """`where.text: ...` when a message of a rule this route takes would not fit one SMS (it is then cut)."""
+    long: list[tuple[SmsText, AlarmEvent]] = []
+    total = 0
+    for rule in rules:
+        for ev in sample_events(rule, site_id, devices, list(cfg.events), ts):
+            if not wants(cfg, ev):
+                continue
+            total += 1
+            sms = message(cfg, ev, tz, site_name)
+            if sms.cut:
+                long.append((sms, ev))
+    if not long:
+        return None
+    sms, ev = max(long, key=lambda x: x[0].length)
+    why = " (the text is not all GSM-7, e.g. Chinese: 70 UCS-2 characters)" if sms.limit == UCS2_LIMIT else ""
+    return (f"{where}.text: {len(long)} of {total} messages would not fit one SMS, e.g. the {ev.type.value} message "
+            f"of rule {ev.rule} is {sms.length} characters and one SMS holds {sms.limit}{why}; they are cut to fit: "
+            f"{sms.text!r}. Shorten the template or the site name to keep all of it")

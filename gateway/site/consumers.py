@@ -11,8 +11,8 @@ from gateway.site.model import Consumer
 
 
 def register_consumers(cfg: SiteConfig) -> tuple[list[Consumer], dict[str, list[str]]]:
-    """The consumers in the order the pipeline builds them (sinks, webhooks, e-mail routes, SMS routes, uplinks) and the name
-    problems of each section (`sinks`, `notify.webhooks`, `notify.email`, `uplinks`)."""
+    """The consumers in the order the pipeline builds them (sinks, webhooks, e-mail routes, SMS routes, uplinks) and
+    the name problems of each section (`sinks`, `notify.webhooks`, `notify.email`, `notify.sms`, `uplinks`)."""
     problems: dict[str, list[str]] = {"sinks": [], "notify.webhooks": [], "notify.email": [], "notify.sms": [],
                                    "uplinks": []}
     sinks: dict[str, int] = {}

@@ -99,3 +99,22 @@ def test_a_rule_without_escalate_after_never_escalates():
 def test_escalate_after_must_be_positive():
     with pytest.raises(ValidationError):
         rule(id="pm10", channel="pm10", limit=150, escalate_after_s=0)
+
+
+def test_an_email_route_sends_the_escalation_to_its_second_list_only():
+    import dataclasses
+
+    from gateway.alarms.mail import EmailConfig, recipients
+    from gateway.alarms.webhooks import wants
+
+    e = AlarmEngine(RULES, "site")
+    (raised,) = feed(e, over(T, 1))
+    (esc,) = e.tick(T + 10 * MIN)
+    cfg = EmailConfig(name="m", host="h", sender="plume@site.example", to=["officer@city.example"],
+                      escalate_to=["chief@city.example"])
+    assert wants(cfg, raised) and recipients(cfg, raised) == ["officer@city.example"]
+    assert wants(cfg, esc) and recipients(cfg, esc) == ["chief@city.example"]
+    plain = EmailConfig(name="m", host="h", sender="plume@site.example", to=["officer@city.example"])
+    assert not wants(plain, esc), "no escalate_to, no escalated in events: not this route's"
+    only_escalation = EmailConfig(name="m", host="h", sender="plume@site.example", escalate_to=["chief@city.example"])
+    assert not wants(only_escalation, raised) and wants(only_escalation, dataclasses.replace(esc))

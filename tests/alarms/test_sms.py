@@ -49,7 +49,8 @@ def test_the_default_message_is_one_sms_with_the_zone_marked():
     en = message(route(language="en"), EV, TZ, "Riverside Tower")
     assert en.text == "ALARM Riverside Tower: dust-1 pm10 15m 182.4>150ug/m3 since 10:30 UTC+8"
     assert en.limit == 160
-    zh_clear = message(route(language="zh"), dataclasses.replace(EV, type=EventType.CLEARED, value=90.0), TZ, "河畔工地")
+    cleared = dataclasses.replace(EV, type=EventType.CLEARED, value=90.0)
+    zh_clear = message(route(language="zh"), cleared, TZ, "河畔工地")
     assert zh_clear.text == "告警解除 河畔工地 dust-1 pm10 15m 90ug/m3 自10:30 UTC+8起"
 
 
@@ -105,6 +106,11 @@ def test_a_get_request_with_the_key_as_a_query_placeholder():
     q = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(req.url).query))
     assert q["p"] == "k-77" and q["m"] == "13800000000" and req.body is None
     assert "Authorization" not in req.headers
+
+
+def test_numbers_written_without_quotes_in_yaml_are_numbers_all_the_same():
+    cfg = route(to=[13800000000], to_by_severity={"critical": [13700000000]}, escalate_to=[13600000000])
+    assert cfg.all_phones() == ["13800000000", "13700000000", "13600000000"]
 
 
 def test_recipients_by_severity_and_the_escalation_list():
