@@ -5,6 +5,8 @@ a clear before the time stops it; a restart past the time escalates once, not tw
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from gateway.alarms.engine import AlarmEngine
@@ -118,3 +120,32 @@ def test_an_email_route_sends_the_escalation_to_its_second_list_only():
     assert not wants(plain, esc), "no escalate_to, no escalated in events: not this route's"
     only_escalation = EmailConfig(name="m", host="h", sender="plume@site.example", escalate_to=["chief@city.example"])
     assert not wants(only_escalation, raised) and wants(only_escalation, dataclasses.replace(esc))
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(values=st.lists(st.sampled_from([50.0, 125.0, 155.0, 300.0]), min_size=1, max_size=60),
+       ack_at=st.one_of(st.none(), st.integers(0, 59)), data=st.data())
+def test_a_restart_anywhere_gives_the_same_escalations_as_no_restart(values, ack_at, data):
+    rules = [rule(id="pm10", channel="pm10", limit=150, clear=130, escalate_after_s=60, renotify_s=120)]
+    series = [reading(T + i * 10 * S, pm10=v) for i, v in enumerate(values)]
+
+    def run(engine, readings):
+        out = []
+        for r in readings:
+            out += engine.on_reading(r)
+            if ack_at is not None and r.ts == T + ack_at * 10 * S:
+                for a in engine.active():
+                    out += engine.acknowledge(a.alarm_id, r.ts, by="wang")
+        return out
+
+    full = run(AlarmEngine(rules, "site"), series)
+    k = data.draw(st.integers(1, len(series)))
+    logged = run(AlarmEngine(rules, "site"), series[:k])
+    after = AlarmEngine(rules, "site")
+    after.restore(logged)
+    since, _ = after.replay_from(series[k - 1].ts)
+    replayed = [ev for r in series[:k] if r.ts >= since for ev in after.on_reading(r)]
+    rest = run(after, series[k:])
+    ids = [ev.event_id for ev in logged + replayed + rest]
+    assert ids == [ev.event_id for ev in full]
+    assert len([i for i in ids if i.endswith("/escalated")]) == len({i for i in ids if i.endswith("/escalated")})

@@ -177,3 +177,31 @@ def test_a_refusal_names_the_field_and_the_answer():
 def test_sms_config_errors(kw, error):
     with pytest.raises(ValidationError, match=error):
         route(**kw)
+
+
+# --- plume config check ----------------------------------------------------------------------------------------
+CHECKED = """
+site: {{id: s1, name: {name}, timezone: Asia/Shanghai}}
+buses: [{{name: lan, type: tcp, host: 127.0.0.1, port: 502}}]
+devices:
+  - {{name: dust-1, bus: lan, address: 1, kind: dust,
+     registers: [{{channel: pm10, address: 0, function: 3, type: u16, unit: ug/m3}}]}}
+rules:
+  - {{id: pm10-15m, type: threshold, channel: pm10, window: 15m, limit: 150, unit: ug/m3, title: PM10 over 150}}
+notify:
+  sms:
+    - {{name: phones, url: "https://sms.example/send", to: [13800000000], escalate_to: [13900000000],
+       form: {{m: "{{phones}}", t: "{{text}}"}}}}
+"""
+
+
+def test_config_check_says_which_messages_are_cut_to_fit_one_sms(make_site):
+    site = make_site(CHECKED, name="Riverside Tower Phase II north gate")
+    (cut, esc) = [w for w in site.warnings if w.startswith("notify.sms")]
+    assert cut.startswith("notify.sms[0].text: 3 of 3 messages would not fit one SMS, e.g. the escalated message "
+                          "of rule pm10-15m is 96 characters"), cut
+    assert "one SMS holds 70 (the text is not all GSM-7, e.g. Chinese: 70 UCS-2 characters); they are cut" in cut
+    assert "'无人确认升级ESCALATED Riversid… dust-1 pm10 15m 185.1>150ug/m3 自" in cut
+    assert esc.startswith("notify.sms[0].escalate_to: no rule this route takes has escalate_after_s")
+    short = make_site(CHECKED, name="河畔工地")
+    assert [w for w in short.warnings if w.startswith("notify.sms[0].text")] == []
