@@ -205,3 +205,28 @@ def test_config_check_says_which_messages_are_cut_to_fit_one_sms(make_site):
     assert esc.startswith("notify.sms[0].escalate_to: no rule this route takes has escalate_after_s")
     short = make_site(CHECKED, name="河畔工地")
     assert [w for w in short.warnings if w.startswith("notify.sms[0].text")] == []
+
+
+def test_the_readme_examples_of_sms_and_escalation_are_valid_and_the_message_is_the_one_shown():
+    import re as re_
+    from pathlib import Path
+
+    from pydantic import TypeAdapter
+
+    from gateway.alarms.notify import NotifyConfig
+    from gateway.alarms.rules import Rule, RulePackRef, resolve_rules
+    from gateway.yamlio import load_yaml_text
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    part = readme.split("### What an enforcement officer receives: SMS", 1)[1].split("### Data for inspections")[0]
+    yamls = [load_yaml_text(b) for b in re_.findall(r"```yaml\n(.*?)```", part, re_.S)]
+    assert len(yamls) == 2
+    sms = NotifyConfig.model_validate(yamls[0]["notify"]).sms[0]
+    assert sms.escalate_to == ["13700000000"]
+    rules = TypeAdapter(list[Rule]).validate_python(yamls[1]["rules"])
+    packs = TypeAdapter(list[RulePackRef]).validate_python(yamls[1]["rule_packs"])
+    resolved, problems = resolve_rules(rules, packs)
+    assert problems == [] and {r.id: r.escalate_after_s for r in resolved} == {
+        "pm10-15m": 1800, "dust-shaanxi-earthworks.tsp-1h": 3600}
+    NotifyConfig.model_validate(yamls[1]["notify"])
+    assert message(sms, EV, TZ, "河畔工地").text in part
