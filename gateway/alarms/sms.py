@@ -159,7 +159,8 @@ class SmsConfig(Strict):
     url_file: str | None = Field(None, description="File whose first line is the URL.")
     method: Literal["POST", "GET"] = "POST"
     query: dict[str, str] = Field(default_factory=dict, description="Query parameters (templates).")
-    form: dict[str, str] | None = Field(None, description="Form fields (application/x-www-form-urlencoded).")
+    form_fields: dict[str, str] | None = Field(
+        None, description="Form fields (application/x-www-form-urlencoded).")
     body: Any = Field(None, description="A JSON body: any document whose strings are templates.")
     headers: dict[str, str] = Field(default_factory=dict, description="Extra headers (templates).")
     auth: SmsAuth = Field(default_factory=SmsAuth)
@@ -201,9 +202,9 @@ class SmsConfig(Strict):
         bad = [p for p in self.all_phones() if not re.match(PHONE, p)]
         if bad:
             raise ValueError(f"not a phone number (digits, optionally a leading +): {', '.join(bad)}")
-        if self.form is not None and self.body is not None:
-            raise ValueError("give form (form fields) or body (JSON), not both")
-        if self.method == "GET" and (self.form is not None or self.body is not None):
+        if self.form_fields is not None and self.body is not None:
+            raise ValueError("give form_fields or body (JSON), not both")
+        if self.method == "GET" and (self.form_fields is not None or self.body is not None):
             raise ValueError("a GET request has no body: put the fields in query")
         for where, template in self.templates():
             problem = template_problem(template, TEXT_PLACEHOLDERS if where == "text" else set(PLACEHOLDERS))
@@ -220,7 +221,7 @@ class SmsConfig(Strict):
         """(field, template) of every string the request is built from."""
         out = [("text", self.text)] if self.text is not None else []
         out += [(f"query.{k}", v) for k, v in self.query.items()]
-        out += [(f"form.{k}", v) for k, v in (self.form or {}).items()]
+        out += [(f"form_fields.{k}", v) for k, v in (self.form_fields or {}).items()]
         out += [(f"headers.{k}", v) for k, v in self.headers.items()]
         out += [(f"body{path}", v) for path, v in _strings(self.body, "")]
         return out
@@ -391,8 +392,8 @@ def render(cfg: SmsConfig, ev: AlarmEvent, *, url: str, tz: ZoneInfo, site_name:
             q = urllib.parse.urlencode({k: v.format_map(vals) for k, v in cfg.query.items()})
             target = f"{url}{'&' if '?' in url else '?'}{q}"
         body: bytes | None = None
-        if cfg.form is not None:
-            body = urllib.parse.urlencode({k: v.format_map(vals) for k, v in cfg.form.items()}).encode()
+        if cfg.form_fields is not None:
+            body = urllib.parse.urlencode({k: v.format_map(vals) for k, v in cfg.form_fields.items()}).encode()
             headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
         elif cfg.body is not None:
             body = _dumps(_fill(cfg.body, vals)).encode()

@@ -74,7 +74,7 @@ def test_a_message_that_would_overflow_shrinks_the_site_name_first_then_is_cut()
 # --- the request -----------------------------------------------------------------------------------------------
 def test_a_form_post_with_basic_auth_and_all_numbers_in_one_request():
     cfg = route(auth={"type": "basic", "username": "plume", "password": "pw-123"}, to=["13800000000", "13900000000"],
-                form={"mobile": "{phones}", "text": "{text}", "uid": "{ref}"})
+                form_fields={"mobile": "{phones}", "text": "{text}", "uid": "{ref}"})
     (req,) = render(cfg, EV, url="https://sms.example/send", tz=TZ, site_name="河畔工地", password="pw-123")
     assert req.method == "POST" and req.headers["Content-Type"] == "application/x-www-form-urlencoded"
     assert req.headers["Authorization"] == "Basic " + base64.b64encode(b"plume:pw-123").decode()
@@ -165,11 +165,11 @@ def test_a_refusal_names_the_field_and_the_answer():
     ({"url": None}, "give url, url_env or url_file"),
     ({"to": []}, "name the phone numbers"),
     ({"to": ["officer"]}, "not a phone number"),
-    ({"form": {"text": "{txet}"}}, r"form.text: unknown placeholder \{txet\}"),
+    ({"form_fields": {"text": "{txet}"}}, r"form_fields.text: unknown placeholder \{txet\}"),
     ({"text": "{phone} {label}"}, r"text: unknown placeholder \{phone\}"),
     ({"body": {"a": ["{oops"]}}, r"body.a\[0\]: .*literal braces"),
-    ({"method": "GET", "form": {"a": "b"}}, "a GET request has no body"),
-    ({"form": {"a": "b"}, "body": {"a": "b"}}, "not both"),
+    ({"method": "GET", "form_fields": {"a": "b"}}, "a GET request has no body"),
+    ({"form_fields": {"a": "b"}, "body": {"a": "b"}}, "not both"),
     ({"auth": {"type": "basic", "username": "u"}}, "basic auth needs username and a password"),
     ({"auth": {"type": "header"}}, "header auth needs a token"),
     ({"success": {"field": "code"}}, "field and equals go together"),
@@ -191,7 +191,7 @@ rules:
 notify:
   sms:
     - {{name: phones, url: "https://sms.example/send", to: [13800000000], escalate_to: [13900000000],
-       form: {{m: "{{phones}}", t: "{{text}}"}}}}
+       form_fields: {{m: "{{phones}}", t: "{{text}}"}}}}
 """
 
 

@@ -37,7 +37,7 @@ notify:
     - name: phones
       url: http://127.0.0.1:{sms_port}/sms/send?apikey={key}
       auth: {{type: basic, username: plume, password_env: PLUME_SMS_PW}}
-      form: {{mobile: "{{phones}}", text: "{{text}}", uid: "{{ref}}", event: "{{event}}", alarm: "{{alarm_id}}"}}
+      form_fields: {{mobile: "{{phones}}", text: "{{text}}", uid: "{{ref}}", event: "{{event}}", alarm: "{{alarm_id}}"}}
       to: [13800000001, 13800000002]
       escalate_to: [13900000009]
       success: {{field: code, equals: 0, retry_values: [33]}}
