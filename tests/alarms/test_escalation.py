@@ -149,3 +149,20 @@ def test_a_restart_anywhere_gives_the_same_escalations_as_no_restart(values, ack
     ids = [ev.event_id for ev in logged + replayed + rest]
     assert ids == [ev.event_id for ev in full]
     assert len([i for i in ids if i.endswith("/escalated")]) == len({i for i in ids if i.endswith("/escalated")})
+
+
+def test_a_webhook_takes_the_escalation_when_its_events_name_it_and_says_what_it_is():
+    import json
+    from zoneinfo import ZoneInfo
+
+    from gateway.alarms.webhooks import WebhookConfig, render, wants
+
+    e = AlarmEngine(RULES, "site", "Asia/Shanghai")
+    feed(e, over(T, 1))
+    (esc,) = e.tick(T + 10 * MIN)
+    boss = WebhookConfig.model_validate({"name": "boss", "url": "https://example.org/hook", "template": "wecom",
+                                         "language": "zh", "events": ["escalated"]})
+    assert wants(boss, esc)
+    assert not wants(WebhookConfig.model_validate({"name": "h", "url": "https://example.org/hook"}), esc)
+    req = render(boss, esc, url="https://example.org/hook", tz=ZoneInfo("Asia/Shanghai"), now_ms=esc.ts)
+    assert "[告警升级:无人确认] PM10 over 150" in json.loads(req.body)["markdown"]["content"]
