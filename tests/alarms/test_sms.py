@@ -230,3 +230,42 @@ def test_the_readme_examples_of_sms_and_escalation_are_valid_and_the_message_is_
         "pm10-15m": 1800, "dust-shaanxi-earthworks.tsp-1h": 3600}
     NotifyConfig.model_validate(yamls[1]["notify"])
     assert message(sms, EV, TZ, "河畔工地").text in part
+
+
+# --- wiring: secrets ---------------------------------------------------------------------------------------------
+WIRED = """
+site: {{id: s1, timezone: Asia/Shanghai}}
+buses: [{{name: lan, type: tcp, host: 127.0.0.1, port: 502}}]
+devices: [{{name: d1, bus: lan, address: 1, profile: dust-monitor}}]
+rules: [{{id: offline, type: offline, after_s: 300}}]
+notify:
+  sms:
+    - {{name: phones, url_env: {url_env}, to: [13800000000], auth: {{type: basic, username: plume,
+       password_file: secrets/sms-pw}}, form_fields: {{m: "{{phones}}", t: "{{text}}"}}}}
+    - {{name: tokens, url: "https://sms.example/send", to: [13800000000],
+       auth: {{type: header, scheme: Bearer, token_env: {token_env}}}}}
+"""
+
+
+def test_the_providers_url_password_and_token_are_resolved_once_and_never_shown(make_site, tmp_path, monkeypatch):
+    from gateway.config import ConfigError
+    from gateway.core.secrets import redact
+    from gateway.pipeline.consumers import build_consumers
+
+    monkeypatch.setenv("T_SMS_URL", "https://sms.example/send?apikey=URLKEY-9f8e7d")
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets/sms-pw").write_text("pw-from-file-77\n")
+    site = make_site(WIRED, url_env="T_SMS_URL", token_env="T_SMS_UNSET")
+    with pytest.raises(ConfigError) as exc:
+        build_consumers(site)
+    assert exc.value.problems == ["notify.sms[1].auth.token_env: environment variable T_SMS_UNSET is not set"]
+    monkeypatch.setenv("T_SMS_TOKEN", "tok-abcdef-123")
+    site = make_site(WIRED, url_env="T_SMS_URL", token_env="T_SMS_TOKEN")
+    plans = build_consumers(site)
+    assert [(p.name, p.section) for p in plans] == [("phones", "notify.sms"), ("tokens", "notify.sms")]
+    basic = base64.b64encode(b"plume:pw-from-file-77").decode()
+    line = f"GET https://sms.example/send?apikey=URLKEY-9f8e7d Authorization: Basic {basic} pw-from-file-77 " \
+           "Bearer tok-abcdef-123"
+    shown = redact(line)
+    for secret in ("URLKEY-9f8e7d", basic, "pw-from-file-77", "tok-abcdef-123"):
+        assert secret not in shown
