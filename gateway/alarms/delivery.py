@@ -193,6 +193,7 @@ class SmsSink(AlarmDelivery):
         self._password = password
         self._token = token
         self._done: dict[str, set[str]] = {}  # event_id -> request keys finished (sent or refused for good)
+        self._refused: dict[str, list[str]] = {}  # event_id -> the refusals among them, for the final outcome
 
     @contextlib.asynccontextmanager
     async def session(self) -> AsyncIterator[Any]:
@@ -205,8 +206,8 @@ class SmsSink(AlarmDelivery):
         reqs = render_sms(self.sms, event, url=self._url, tz=self.tz, site_name=self.site_name,
                           password=self._password, token=self._token)
         done = self._done.setdefault(event.event_id, set())
+        refused = self._refused.setdefault(event.event_id, [])
         retry: Outcome | None = None
-        refused: list[str] = []
         for req in reqs:
             if req.key in done:
                 continue
@@ -220,6 +221,7 @@ class SmsSink(AlarmDelivery):
         if retry is not None:
             return retry
         self._done.pop(event.event_id, None)
+        self._refused.pop(event.event_id, None)
         if refused:
             return Outcome("failed", "; ".join(refused))
         return Outcome("sent")

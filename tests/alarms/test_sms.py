@@ -269,3 +269,55 @@ def test_the_providers_url_password_and_token_are_resolved_once_and_never_shown(
     shown = redact(line)
     for secret in ("URLKEY-9f8e7d", basic, "pw-from-file-77", "tok-abcdef-123"):
         assert secret not in shown
+
+
+# --- one request per number, against the provider process -----------------------------------------------------
+@pytest.fixture
+def provider(tmp_path):
+    import sys
+    from pathlib import Path
+
+    from tests.pipeline.helpers import Proc
+    from tests.pipeline.servers import free_port
+
+    procs = []
+
+    def start(*args):
+        port = free_port()
+        out = tmp_path / f"sms-{port}.jsonl"
+        p = Proc([sys.executable, str(Path(__file__).parent / "sms_server.py"), "--port", str(port), "--out",
+                  str(out), *args], tmp_path / f"provider-{port}.out").start()
+        procs.append(p)
+        p.wait_output("ready")
+        return f"http://127.0.0.1:{port}/send", out
+
+    yield start
+    for p in procs:
+        p.kill9()
+
+
+async def test_one_request_per_number_retries_only_the_numbers_not_yet_taken(provider, tmp_path):
+    import httpx
+
+    from gateway.alarms.delivery import SmsSink
+    from gateway.store.log import DurableLog
+
+    url, out = provider("--busy", "1", "--refuse-phone", "13700000003")
+    cfg = route(to=["13800000001", "13900000002", "13700000003"], per_phone=True,
+                form_fields={"m": "{phone}", "t": "{text}", "uid": "{ref}"},
+                success={"field": "code", "equals": 0, "retry_values": [33]})
+    lg = DurableLog(tmp_path / "log.sqlite")
+    await lg.open(["phones"])
+    try:
+        sink = SmsSink(cfg, "riverside", "河畔工地", TZ, lg, url=url)
+        async with httpx.AsyncClient() as client:
+            first = await sink.attempt(client, EV, T)
+            second = await sink.attempt(client, EV, T)
+    finally:
+        await lg.close()
+    assert first.kind == "retry" and "code=33" in first.detail
+    asked = [(r["body"]["m"], r["answer"]["code"]) for r in map(json.loads, out.read_text().splitlines())]
+    assert asked == [("13800000001", 33), ("13900000002", 0), ("13700000003", 2), ("13800000001", 0)], (
+        "the retry asks only for the number the provider did not take yet")
+    assert second.kind == "failed" and second.detail.startswith("*******0003: code=2: ")
+    assert "13700000003" not in second.detail
