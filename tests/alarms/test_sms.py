@@ -13,7 +13,8 @@ import pytest
 from pydantic import ValidationError
 
 from gateway.alarms.events import AlarmEvent, EventType
-from gateway.alarms.sms import SmsConfig, SmsSuccess, classify, fit, message, recipients, render, sms_length
+from gateway.alarms.sms import SmsConfig, SmsSuccess, classify, message, recipients, render
+from gateway.alarms.sms_text import fit, sms_length
 from gateway.alarms.webhooks import wants
 from tests.alarms.helpers import T
 

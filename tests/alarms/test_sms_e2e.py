@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from gateway.alarms.sms import sms_length
+from gateway.alarms.sms_text import sms_length
 from tests.pipeline.helpers import FastClock, Proc, gateway_cmd, script, sim_control
 from tests.pipeline.servers import free_port, wait_for
 
