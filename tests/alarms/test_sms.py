@@ -322,3 +322,14 @@ async def test_one_request_per_number_retries_only_the_numbers_not_yet_taken(pro
         "the retry asks only for the number the provider did not take yet")
     assert second.kind == "failed" and second.detail.startswith("*******0003: code=2: ")
     assert "13700000003" not in second.detail
+
+
+def test_every_placeholder_the_docs_name_renders():
+    from gateway.alarms.sms import PLACEHOLDERS, TEXT_PLACEHOLDERS
+
+    cfg = route(form_fields={name: f"{{{name}}}" for name in PLACEHOLDERS if name != "phone_list"},
+                text=" ".join(f"{{{name}}}" for name in sorted(TEXT_PLACEHOLDERS)))
+    (req,) = render(cfg, EV, url="https://sms.example/send", tz=TZ, site_name="河畔工地", token="t0k")
+    form = dict(urllib.parse.parse_qsl(req.body.decode()))
+    assert form["site"] == "河畔工地" and form["token"] == "t0k" and form["since"] == "10:30 UTC+8"
+    assert form["alarm_id"] == EV.alarm_id and form["phone"] == "13800000000"
