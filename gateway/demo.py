@@ -137,7 +137,8 @@ def alarms_table(events: Sequence[AlarmEvent], tz: ZoneInfo, latest: int = 6, wi
     table.add_column("event", width=12, no_wrap=True)
     table.add_column("rule", width=10, no_wrap=True, overflow="ellipsis")
     table.add_column("message", width=max(20, width - 14 - 12 - 10 - 8), no_wrap=True, overflow="ellipsis")
-    style = {"raised": "bold red", "cleared": "green", "acknowledged": "cyan", "renotify": "yellow"}
+    style = {"raised": "bold red", "cleared": "green", "acknowledged": "cyan", "renotify": "yellow",
+             "escalated": "magenta"}
     for e in events[-latest:] if latest > 0 else []:
         table.add_row(clock_time(e.ts, tz), f"[{style.get(e.type, 'white')}]{e.type}[/]", e.rule, e.message)
     if not events:

@@ -5,7 +5,8 @@ The cursor moves only past records whose delivery is finished (sent, not for thi
 notification survives a receiver outage and a restart; after a crash between the receiver's answer and the cursor
 commit the event is sent again with the same idempotency key (the receiver deduplicates on it; a mail keeps its
 Message-ID). Policy (which events, retries, backoff) is the pure Outbox; `AlarmDelivery` does the log and timer
-side once, and each transport only says how one event is sent (`WebhookSink`: an httpx POST; `EmailSink`: SMTP).
+side once, and each transport only says how one event is sent (`WebhookSink`: an httpx POST; `EmailSink`: SMTP;
+`SmsSink`: the SMS provider's HTTP request, one per number when the provider takes one number each).
 Only the head of the queue is ever in flight, so a route reads no further than its first undelivered event.
 A raised alarm of a device a camera watches waits for its pictures (gateway.alarms.snapshots) at most the
 camera's time box, once; then it goes out with them or saying which are missing.
@@ -28,6 +29,9 @@ from gateway.alarms.mail import render as render_mail
 from gateway.alarms.mail import send as send_mail
 from gateway.alarms.outbox import Outbox
 from gateway.alarms.records import AlarmRecord
+from gateway.alarms.sms import SmsConfig, masked
+from gateway.alarms.sms import render as render_sms
+from gateway.alarms.sms import send as send_sms
 from gateway.alarms.snapshots import CameraService, evidence
 from gateway.alarms.webhooks import Outcome, WebhookConfig, image_requests, post, redact, render
 from gateway.core.clock import now_ms
@@ -43,7 +47,7 @@ class AlarmDelivery:
     type = "notify"
     log_name = "plume.notify"
 
-    def __init__(self, cfg: WebhookConfig | EmailConfig, site_id: str, site_name: str, tz: ZoneInfo,
+    def __init__(self, cfg: WebhookConfig | EmailConfig | SmsConfig, site_id: str, site_name: str, tz: ZoneInfo,
                  log_: DurableLog, *, target: str, on_delivered: DeliveredHook | None = None):
         self.cfg = cfg
         self.name = cfg.name
@@ -186,3 +190,56 @@ class EmailSink(AlarmDelivery):
         shots = await evidence(self.cameras, event)  # at most the cameras' time box, once per event
         msg = render_mail(self.email, event, tz=self.tz, site_name=self.site_name, shots=shots)
         return await asyncio.to_thread(send_mail, self.email, msg, self._password, self._tls)
+
+
+class SmsSink(AlarmDelivery):
+    """Delivers alarm events of the log as SMS through one HTTP SMS gateway.
+
+    With one request per number, the numbers the provider confirmed are remembered while the event is retried, so
+    a retry sends only to the others (after a restart all are sent again, each request with its own idempotency
+    key). A number refused for good is logged by its last four digits and the rest still go out."""
+
+    type = "sms"
+    log_name = "plume.sms"
+
+    def __init__(self, cfg: SmsConfig, site_id: str, site_name: str, tz: ZoneInfo, log_: DurableLog, *,
+                 url: str, password: str | None = None, token: str | None = None,
+                 on_delivered: DeliveredHook | None = None):
+        super().__init__(cfg, site_id, site_name, tz, log_, target=redact(url), on_delivered=on_delivered)
+        self.sms = cfg
+        self._url = url
+        self._password = password
+        self._token = token
+        self._done: dict[str, set[str]] = {}  # event_id -> request keys finished (sent or refused for good)
+        self._refused: dict[str, list[str]] = {}  # event_id -> the refusals among them, for the final outcome
+
+    @contextlib.asynccontextmanager
+    async def session(self) -> AsyncIterator[Any]:
+        import httpx
+
+        async with httpx.AsyncClient() as client:
+            yield client
+
+    async def attempt(self, session: Any, event: AlarmEvent, now: int) -> Outcome:
+        reqs = render_sms(self.sms, event, url=self._url, tz=self.tz, site_name=self.site_name,
+                          password=self._password, token=self._token)
+        done = self._done.setdefault(event.event_id, set())
+        refused = self._refused.setdefault(event.event_id, [])
+        retry: Outcome | None = None
+        for req in reqs:
+            if req.key in done:
+                continue
+            outcome = await send_sms(session, req, self.sms)
+            if outcome.kind == "retry":
+                retry = retry or outcome
+                continue
+            done.add(req.key)
+            if outcome.kind == "failed":
+                refused.append(f"{', '.join(masked(p) for p in req.phones)}: {outcome.detail}")
+        if retry is not None:
+            return retry
+        self._done.pop(event.event_id, None)
+        self._refused.pop(event.event_id, None)
+        if refused:
+            return Outcome("failed", "; ".join(refused))
+        return Outcome("sent")

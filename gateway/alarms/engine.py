@@ -57,6 +57,7 @@ class ActiveAlarm:
     last_value: float | None = None
     peak: float | None = None
     renotified: int = 0
+    escalated: bool = False
 
     @property
     def alarm_id(self) -> str:
@@ -67,7 +68,8 @@ class ActiveAlarm:
         return {"alarm_id": r.alarm_id, "site": r.site, "rule": r.rule, "title": r.title, "severity": r.severity,
                 "device": r.device, "channel": r.channel, "window": r.window, "start": r.start, "raised_at": r.ts,
                 "value": r.value, "limit": r.limit, "unit": r.unit, "standard": r.standard, "count": r.count,
-                "acked": self.acked, "acked_by": self.acked_by, "last_value": self.last_value, "peak": self.peak,
+                "acked": self.acked, "acked_by": self.acked_by, "escalated": self.escalated,
+                "last_value": self.last_value, "peak": self.peak,
                 "message": r.message}
 
 
@@ -101,6 +103,14 @@ class _Sample:
     unit: str = ""
     window: str = ""
     note: str = ""
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:g} s"
+    if seconds < 7200:
+        return f"{seconds / 60:g} min"
+    return f"{seconds / 3600:g} h"
 
 
 def _fmt(v: float | None) -> str:
@@ -273,6 +283,8 @@ class AlarmEngine:
                     t.alarm.acked, t.alarm.acked_by = True, ev.by
                 elif ev.type is EventType.RENOTIFY:
                     t.alarm.renotified = max(t.alarm.renotified, ev.n)
+                elif ev.type is EventType.ESCALATED:
+                    t.alarm.escalated = True
             rule = self._by_id.get(ev.rule)
             if isinstance(rule, LogDropsRule) and ev.value is not None:
                 self._dropped_total = max(self._dropped_total, int(ev.value))
@@ -440,7 +452,14 @@ class AlarmEngine:
             if ev_type is EventType.CLEARED:
                 return (f"{what}: cleared, {value} (limit {_fmt(s.limit)} {s.unit}; peak {_fmt(peak)}; "
                         f"since {self._hhmm(start)})")
+            if ev_type is EventType.ESCALATED:
+                return (f"{what}: not acknowledged for {_duration(rule.escalate_after_s or 0)} (escalated): {value} "
+                        f"{op} limit {_fmt(s.limit)} {s.unit} since {self._hhmm(start)}")
             return f"{what}: still {value} since {self._hhmm(start)}"
+        if ev_type is EventType.ESCALATED:
+            detail = f" ({s.note})" if s.note else ""
+            return (f"{what}: not acknowledged for {_duration(rule.escalate_after_s or 0)} (escalated): "
+                    f"{place or self.site}{detail} since {self._hhmm(start)}")
         verb = {EventType.RAISED: "", EventType.CLEARED: "cleared, ", EventType.RENOTIFY: "still, "}.get(ev_type, "")
         detail = f" ({s.note})" if s.note else ""
         return f"{what}: {verb}{place or self.site}{detail} since {self._hhmm(start)}"
@@ -492,3 +511,27 @@ class AlarmEngine:
                                 self._message(rule, EventType.RENOTIFY, key[1], key[2], s, r.start), n=int(n),
                                 count=r.count, peak=a.peak, note=r.note)
                 self._emit(ev, out)
+        self._escalate_all(now, out)
+
+    def _escalate_all(self, now: int, out: list[AlarmEvent]) -> None:
+        """One `escalated` event for each active alarm nobody acknowledged within its rule's escalate_after_s. Its
+        time is the deadline (not `now`), so a replay after a restart rebuilds the same event; one already in the
+        log (restore) is not made again."""
+        for key, t in list(self._active.items()):
+            a = t.alarm
+            if a is None or a.acked or a.escalated:
+                continue
+            rule = self._by_id.get(key[0])
+            if rule is None or rule.escalate_after_s is None:
+                continue
+            due = a.raised.ts + int(rule.escalate_after_s * 1000)
+            if now < due:
+                continue
+            a.escalated = True
+            r = a.raised
+            s = _Sample(a.last_value, r.start, due, r.limit, None, r.unit, r.window, r.note)
+            ev = AlarmEvent(EventType.ESCALATED, self.site, key[0], key[1], key[2], r.window, r.start, due,
+                            a.last_value, r.limit, r.unit, r.severity, r.title, r.standard,
+                            self._message(rule, EventType.ESCALATED, key[1], key[2], s, r.start), count=r.count,
+                            peak=a.peak, note=r.note)
+            self._emit(ev, out)

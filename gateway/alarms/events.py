@@ -1,4 +1,5 @@
-"""Alarm lifecycle events: raised -> (acknowledged) -> cleared, plus renotify while an alarm lasts.
+"""Alarm lifecycle events: raised -> (acknowledged) -> cleared, plus renotify while an alarm lasts and escalated
+when nobody acknowledged it in time.
 
 Every event is a durable record in the log. Its ids are stable functions of the data, so an event rebuilt by a
 replay after a restart has the id of the one already logged and is recognised instead of sent twice:
@@ -19,6 +20,7 @@ class EventType(StrEnum):
     RAISED = "raised"
     ACKNOWLEDGED = "acknowledged"
     RENOTIFY = "renotify"
+    ESCALATED = "escalated"  # nobody acknowledged it within the rule's escalate_after_s (once per alarm)
     CLEARED = "cleared"
 
 

@@ -49,6 +49,9 @@ class EmailConfig(Strict):
     to: list[str] = Field(default_factory=list, description="Recipients of every event this route takes.")
     to_by_severity: dict[Severity, list[str]] = Field(
         default_factory=dict, description="Recipients added for events of these rule severities.")
+    escalate_to: list[str] = Field(
+        default_factory=list, description="Recipients of the escalated events (alarms nobody acknowledged within "
+        "the rule's escalate_after_s), instead of `to`.")
     language: Literal["en", "zh", "zh+en"] = Field("zh+en", description="Language of the mail (zh+en: both).")
     events: list[EventType] = Field(
         default_factory=lambda: [EventType.RAISED, EventType.CLEARED, EventType.RENOTIFY])
@@ -61,14 +64,21 @@ class EmailConfig(Strict):
     def _check(self) -> EmailConfig:
         if sum(x is not None for x in (self.password, self.password_env, self.password_file)) > 1:
             raise ValueError("give password, password_env or password_file: one of them")
-        if not self.to and not self.to_by_severity:
-            raise ValueError("name the recipients: to, to_by_severity or both")
+        if not self.to and not self.to_by_severity and not self.escalate_to:
+            raise ValueError("name the recipients: to, to_by_severity, escalate_to")
         import re
 
-        bad = [a for a in [*self.to, *(x for v in self.to_by_severity.values() for x in v)] if not re.match(ADDRESS, a)]
+        every = [*self.to, *(x for v in self.to_by_severity.values() for x in v), *self.escalate_to]
+        bad = [a for a in every if not re.match(ADDRESS, a)]
         if bad:
             raise ValueError(f"not an e-mail address: {', '.join(bad)}")
+        if self.escalate_to and EventType.ESCALATED not in self.events:
+            self.events = [*self.events, EventType.ESCALATED]  # escalate_to is what escalated events are for
         return self
+
+    def takes(self, ev: AlarmEvent) -> bool:
+        """Beyond events/rules/severity: an event nobody's address is for is not this route's."""
+        return bool(recipients(self, ev))
 
     @property
     def server_port(self) -> int:
@@ -76,7 +86,10 @@ class EmailConfig(Strict):
 
 
 def recipients(cfg: EmailConfig, ev: AlarmEvent) -> list[str]:
-    """Who gets this event: `to`, plus the list for the rule's severity; each address once, in order."""
+    """Who gets this event: `to`, plus the list for the rule's severity; each address once, in order. An escalated
+    event goes to `escalate_to` when the route has one."""
+    if ev.type is EventType.ESCALATED and cfg.escalate_to:
+        return list(dict.fromkeys(cfg.escalate_to))
     extra = cfg.to_by_severity.get(ev.severity, [])  # type: ignore[call-overload]
     return list(dict.fromkeys([*cfg.to, *extra]))
 

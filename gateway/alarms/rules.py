@@ -53,6 +53,9 @@ class RuleBase(Strict):
     enabled: bool = True
     renotify_s: float | None = Field(None, gt=0, description="Notify again this often while the alarm lasts.")
     renotify_when_acked: bool = Field(False, description="Keep re-notifying after an acknowledgement.")
+    escalate_after_s: float | None = Field(
+        None, gt=0, description="Not acknowledged (nor cleared) this long after the raise: one `escalated` event, "
+        "which routes send to their second recipient list (escalate_to).")
     actuate: list[str] = Field(default_factory=list, description="Actuators switched on while the alarm is raised.")
 
 

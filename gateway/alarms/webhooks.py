@@ -104,9 +104,12 @@ class Route(Protocol):
 
 
 def wants(cfg: Route, ev: AlarmEvent) -> bool:
-    """Does this route take this event?"""
+    """Does this route take this event? (A route with a `takes(event)` method may also say no: an SMS route with no
+    number for the event's severity.)"""
+    takes = getattr(cfg, "takes", None)
     return (ev.type in cfg.events and matches(ev.rule, cfg.rules)
-            and SEVERITY_RANK.get(ev.severity, 1) >= SEVERITY_RANK[cfg.min_severity])
+            and SEVERITY_RANK.get(ev.severity, 1) >= SEVERITY_RANK[cfg.min_severity]
+            and (takes is None or bool(takes(ev))))
 
 
 def redact(url: str) -> str:
@@ -124,10 +127,12 @@ def dingtalk_sign(secret: str, ts_ms: int) -> str:
 # --- message text ------------------------------------------------------------------------------------------------
 LABELS = {
     "en": {"raised": "ALARM", "cleared": "CLEARED", "renotify": "STILL ACTIVE", "acknowledged": "ACKNOWLEDGED",
+           "escalated": "ESCALATED: NOT ACKNOWLEDGED",
            "site": "Site", "where": "Where", "value": "Value", "limit": "Limit", "since": "Since", "window": "Window",
            "standard": "Standard", "peak": "Peak", "count": "Exceedances today", "by": "By", "ref": "Ref",
            "raw": "each reading"},
     "zh": {"raised": "超标告警", "cleared": "告警解除", "renotify": "告警持续", "acknowledged": "告警已确认",
+           "escalated": "告警升级:无人确认",
            "site": "站点", "where": "位置", "value": "数值", "limit": "限值", "since": "开始时间", "window": "统计周期",
            "standard": "标准", "peak": "峰值", "count": "今日超标次数", "by": "确认人", "ref": "编号",
            "raw": "实时值"},

@@ -59,6 +59,7 @@ WORDS: dict[str, tuple[str, str]] = {  # key: (Chinese, English)
     "raised": ("触发", "raised"),
     "acknowledged": ("确认", "acknowledged"),
     "renotify": ("重复通知", "renotify"),
+    "escalated": ("升级", "escalated"),
     "cleared": ("解除", "cleared"),
     "sink": ("目的地", "Destination"),
     "type": ("类型", "Type"),

@@ -4,8 +4,9 @@
     sinks[i] (type homeassistant) -> HomeAssistantSink (native contract + Home Assistant discovery)
     sinks[i] (type thingsboard)   -> ThingsBoardSink (ThingsBoard's MQTT gateway API)
     notify.webhooks[i]       -> WebhookSink     uplinks[i]             -> UplinkSink (HJ 212)
-    notify.email[i]          -> EmailSink       cameras (any)          -> CameraService (cursor `_cameras`;
-                                                the webhooks and e-mail routes ask it for an alarm's pictures)
+    notify.email[i]          -> EmailSink       notify.sms[i]          -> SmsSink
+    cameras (any)            -> CameraService (cursor `_cameras`; the webhooks and e-mail routes ask it for an
+                                alarm's pictures)
 
 One factory per kind; every secret (passwords, tokens, webhook URLs and signing keys, HJ 212 PW) is resolved the
 one way, inline / `*_env` / `*_file`, before anything starts, and registered for redaction in the logs. Names are
@@ -237,6 +238,34 @@ def _email(site: Site, i: int, where: str, problems: list[str], cameras: CameraF
     return make
 
 
+def _sms(site: Site, i: int, where: str, problems: list[str]) -> ConsumerFactory | None:
+    from gateway.alarms.delivery import SmsSink
+
+    cfg = site.config.notify.sms[i]
+    before = len(problems)
+    url = resolve_secret(f"{where}.url", cfg.url, cfg.url_env, cfg.url_file, problems, site.base)
+    if not url and len(problems) == before:
+        problems.append(f"{where}.url: the URL is empty")
+    a = cfg.auth
+    password = resolve_secret(f"{where}.auth.password", a.password, a.password_env, a.password_file, problems,
+                              site.base)
+    token = resolve_secret(f"{where}.auth.token", a.token, a.token_env, a.token_file, problems, site.base)
+    add_url(url)
+    add_basic_auth(a.username, password)
+    add_secret(token)
+    for name, value in cfg.headers.items():
+        add_header(name, value)
+    if not url:
+        return None
+    tz = ZoneInfo(site.config.site.timezone)
+
+    def make(lg: DurableLog, hook: DeliveredHook | None) -> Sink:
+        return SmsSink(cfg, site.id, site.config.site.name, tz, lg, url=url, password=password, token=token,
+                       on_delivered=hook)
+
+    return make
+
+
 def _uplink(site: Site, i: int, where: str, problems: list[str], feed: FeedFactory = log_feed,
             ) -> ConsumerFactory | None:
     from gateway.hj212.uplink import UplinkSink
@@ -255,7 +284,7 @@ def _uplink(site: Site, i: int, where: str, problems: list[str], feed: FeedFacto
 
 
 WIRING: dict[str, Wire] = {"sinks": _sink, "notify.webhooks": _webhook, "notify.email": _email,
-                          "uplinks": _uplink}
+                          "notify.sms": _sms, "uplinks": _uplink}
 
 
 def build_consumers(site: Site, *, feed: FeedFactory = log_feed) -> list[ConsumerPlan]:

@@ -18,7 +18,8 @@ Additions (same version: new topics only, nothing above changes), see docs-integ
 - `{prefix}/{site}/{device}/agg/{window}`  one message per closed window (QoS as data, not retained):
   {"v":1,"site":..,"device":..,"kind":"dust","window":"15m","start":ms,"end":ms,"expected":15,"partial":false,
    "values":{"pm10":{"unit":"ug/m3","avg":..,"min":..,"max":..,"n":15,"valid":15,"flag":"N"[,"mass":kg]}}}
-- `{prefix}/{site}/alarms/events`  every alarm lifecycle event (raised, acknowledged, renotify, cleared) as JSON,
+- `{prefix}/{site}/alarms/events`  every alarm lifecycle event (raised, acknowledged, renotify, escalated,
+  cleared) as JSON,
   with `event_id`, `alarm_id` and `idempotency_key` (QoS 1, not retained; duplicates share the event_id).
 - `{prefix}/{site}/alarms/active/{rule}/{device}/{channel}`  retained: the alarm active there now (the state after
   its latest event); an empty retained message once it cleared. `-` stands for an empty device or channel.

@@ -14,8 +14,8 @@ Aggregates (`aggregate_line`): measurement `<kind>_<window>` (dust_15m, cems_1h)
 `<ch>_mass` (float, kg: the cumulative mass of a mass-rate channel such as `so2_rate`), and `partial=true` only
 for a partial window; time = the window start.
 Alarm events (`alarm_line`): measurement `alarms`, tags site, device, channel, rule (an empty one is left out);
-fields state, active (1 while raised/acknowledged/renotify, 0 once cleared), value, limit, window, started (epoch
-ms), event_id, message; time = the event's time.
+fields state, active (1 while raised/acknowledged/renotify/escalated, 0 once cleared), value, limit, window,
+started (epoch ms), event_id, message; time = the event's time.
 """
 
 from __future__ import annotations
@@ -141,7 +141,7 @@ def aggregate_line(agg: Any) -> str | None:
             f"device={escape_key(agg.device)} {','.join(parts)} {agg.start}")
 
 
-ACTIVE_STATES = {"raised", "acknowledged", "renotify"}
+ACTIVE_STATES = {"raised", "acknowledged", "renotify", "escalated"}
 
 
 def alarm_line(ev: Any) -> str:

@@ -5,6 +5,8 @@ HJ 212 uplinks send are computed. `check_alarms` also returns the resolved rules
 
 from __future__ import annotations
 
+from typing import Any
+
 from gateway.alarms.rules import OfflineRule, QualityRule, Rule, ThresholdRule, resolve_rules, windows_needed
 from gateway.core.localtime import parse_period
 from gateway.core.patterns import matches
@@ -162,6 +164,9 @@ def check_alarms(site: Site) -> tuple[list[Rule], list[str]]:
     for i, hook in enumerate(cfg.notify.webhooks):
         if not any(matches(r.id, hook.rules) for r in rules):
             problems.append(f"notify.webhooks[{i}].rules: no rule matches {hook.rules}")
+    for i, sms in enumerate(cfg.notify.sms):
+        if not any(matches(r.id, sms.rules) for r in rules):
+            problems.append(f"notify.sms[{i}].rules: no rule matches {sms.rules}")
     problems += check_cameras(site)
     return rules, problems
 
@@ -193,5 +198,32 @@ def config_warnings(site: Site) -> list[str]:
         if secret is None or not secret.get_secret_value():
             out.append(f"sinks[{i}].password: empty for username {user!r} on sink {sink.name}; set password "
                        f"(or password_env / password_file), or drop username if the server needs no login")
+    out += sms_warnings(site)
+    return out
+
+
+def sms_warnings(site: Site) -> list[str]:
+    """An SMS route whose messages would not fit one SMS (they are cut to fit); an escalation list no rule feeds."""
+    from zoneinfo import ZoneInfo
+
+    from gateway.alarms.sms import overflow_warning
+    from gateway.core.clock import now_ms
+
+    cfg = site.config
+    devices = [d.config.name for d in site.devices]
+    out = []
+    for i, sms in enumerate(cfg.notify.sms):
+        w = overflow_warning(f"notify.sms[{i}]", sms, site.rules, site.id, cfg.site.name,
+                             ZoneInfo(cfg.site.timezone), devices, now_ms())
+        if w:
+            out.append(w)
+    routes: list[tuple[str, Any]] = [("notify.sms", r) for r in cfg.notify.sms]
+    routes += [("notify.email", r) for r in cfg.notify.email]
+    counts: dict[str, int] = {}
+    for section, route in routes:
+        i = counts[section] = counts.get(section, -1) + 1
+        if route.escalate_to and not any(r.escalate_after_s for r in site.rules if matches(r.id, route.rules)):
+            out.append(f"{section}[{i}].escalate_to: no rule this route takes has escalate_after_s, so nothing is "
+                       "ever escalated to it; set escalate_after_s on the rules (or rule_packs overrides)")
     return out
 

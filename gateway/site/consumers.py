@@ -1,4 +1,4 @@
-"""The registry of log consumers: every sink, HJ 212 uplink, webhook and e-mail route reads the durable log with a
+"""The registry of log consumers: every sink, HJ 212 uplink, webhook, e-mail and SMS route reads the durable log with a
 cursor named after it, so their names must be unique across the sections. This is the one place that checks it."""
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ from gateway.site.model import Consumer
 
 
 def register_consumers(cfg: SiteConfig) -> tuple[list[Consumer], dict[str, list[str]]]:
-    """The consumers in the order the pipeline builds them (sinks, webhooks, e-mail routes, uplinks) and the name
-    problems of each section (`sinks`, `notify.webhooks`, `notify.email`, `uplinks`)."""
-    problems: dict[str, list[str]] = {"sinks": [], "notify.webhooks": [], "notify.email": [], "uplinks": []}
+    """The consumers in the order the pipeline builds them (sinks, webhooks, e-mail routes, SMS routes, uplinks) and
+    the name problems of each section (`sinks`, `notify.webhooks`, `notify.email`, `notify.sms`, `uplinks`)."""
+    problems: dict[str, list[str]] = {"sinks": [], "notify.webhooks": [], "notify.email": [], "notify.sms": [],
+                                   "uplinks": []}
     sinks: dict[str, int] = {}
     for i, s in enumerate(cfg.sinks):
         if s.name in sinks:
@@ -36,7 +37,8 @@ def register_consumers(cfg: SiteConfig) -> tuple[list[Consumer], dict[str, list[
                 "its own name (it names its cursor in the log)")
         taken.setdefault(u.name, f"uplinks[{i}]")
     notify: list[tuple[str, Sequence[Route], str]] = [("notify.webhooks", cfg.notify.webhooks, "webhook"),
-                                                      ("notify.email", cfg.notify.email, "e-mail route")]
+                                                      ("notify.email", cfg.notify.email, "e-mail route"),
+                                                      ("notify.sms", cfg.notify.sms, "SMS route")]
     for section, routes, what in notify:
         first: dict[str, int] = {}
         for i, r in enumerate(routes):
@@ -52,5 +54,6 @@ def register_consumers(cfg: SiteConfig) -> tuple[list[Consumer], dict[str, list[
     consumers = [Consumer(s.name, f"sinks[{i}]") for i, s in enumerate(cfg.sinks)]
     consumers += [Consumer(h.name, f"notify.webhooks[{i}]") for i, h in enumerate(cfg.notify.webhooks)]
     consumers += [Consumer(m.name, f"notify.email[{i}]") for i, m in enumerate(cfg.notify.email)]
+    consumers += [Consumer(m.name, f"notify.sms[{i}]") for i, m in enumerate(cfg.notify.sms)]
     consumers += [Consumer(u.name, f"uplinks[{i}]") for i, u in enumerate(cfg.uplinks)]
     return consumers, problems

@@ -80,7 +80,8 @@ def assemble(cfg: SiteConfig, path: Path) -> Site:
     site.rules, alarm_problems = check_alarms(site)
     route_problems, site.routes = check_uplinks(site)
     problems = [*check_timezone(site, site.rules), *names["sinks"], *check_processing(site), *alarm_problems,
-                *names["notify.webhooks"], *names["uplinks"], *route_problems]
+                *names["notify.webhooks"], *names["notify.email"], *names["notify.sms"], *names["uplinks"],
+                *route_problems]
     if problems:
         raise ConfigError(problems)
     site.warnings = [*processing_warnings(site), *site_warnings(site), *config_warnings(site)]
