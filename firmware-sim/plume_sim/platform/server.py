@@ -329,7 +329,7 @@ class PlatformSim:
         pending = conn.exchanges.get(p.qn)
         if pending is None and p.cn in HISTORY_CNS:  # history uploads have QNs of their own (table C.20)
             pending = next((x for x in conn.exchanges.values() if x[0].cn == p.cn and x[0].qn_rtn == 1
-                            and x[0].exe_rtn is None), None)
+                            and x[0].exe_rtn is None and _in_range(x[0].request, p)), None)
         if pending is not None and (p.cn in REPLY_CNS or p.cn == pending[0].cn):  # QNs of both sides may collide
             self._exchange(pending[0], pending[1], p)
         if p.cn == "1013" and self.calibrate:  # the logger asks for the time: set it (in the background)
@@ -421,3 +421,10 @@ class PlatformSim:
     def _event(self, line: str) -> None:
         if self._on_event is not None:
             self._on_event(line)
+
+
+def _in_range(request: Packet, upload: Packet) -> bool:
+    """A history request's answer lies in its BeginTime..EndTime; a live upload of the same CN arriving meanwhile
+    does not (both are YYYYMMDDhhmmss local times, which compare as text)."""
+    dt = upload.cp.get("DataTime") or ""
+    return (request.cp.get("BeginTime") or "") <= dt <= (request.cp.get("EndTime") or "~")
