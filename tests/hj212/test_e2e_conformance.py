@@ -219,7 +219,10 @@ async def test_plume_run_restarted_mid_minute_with_a_1012_and_history_requests_p
     got = {t: {code: m.cp.get(f"{code}-Flag") for code in CODES} for t, m in sent.items()}
     assert got == expected, {time_text(t, TZ): (len(samples[t]["a34002"]), got[t], expected[t]) for t in sent
                              if got[t] != expected[t]}
-    assert sum(f["a34002"] == "N" for f in got.values()) >= 40  # full minutes are N...
+    # full minutes are N (how many minutes are full depends on the machine's load: a stalled loop skips polls,
+    # and the fast clock makes a stall of 25 ms a missed 5-s slot; the rule above judged those)...
+    full = [t for t in sent if len(samples[t]["a34002"]) >= 60 // POLL_S]
+    assert len(full) >= 5 and all(got[t] == {"a34002": "N", "LA": "N"} for t in full)
     interrupted = stopped_at // MINUTE * MINUTE
     assert len(samples[interrupted]["a34002"]) < 9 and got[interrupted]["a34002"] == "B"  # ...the cut one is not
     first = min(sent)
