@@ -51,6 +51,7 @@ _RULES: dict[str, tuple[re.Pattern[str], str]] = {
     "PNUM": (re.compile(r"[1-9]\d{0,3}"), "a number 1..9999 without leading zeros"),
     "PNO": (re.compile(r"[1-9]\d{0,3}"), "a number 1..9999 without leading zeros"),
 }
+PW_FIELD = _RULES["PW"][0]  # what a password must be to fit the PW field (a 1072's NewPW too)
 KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 _VALUE_FORBIDDEN = re.compile(r"[;,=&\x00-\x1f\x7f-\x9f]")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
-from gateway.hj212.codec import Cp, Packet, make_flag, split
+from gateway.hj212.codec import PW_FIELD, Cp, Packet, make_flag, split
 from gateway.hj212.config import weak_password
 from gateway.hj212.errors import QN_BAD_CN, QN_BAD_MN, QN_BAD_PW, QN_READY, QN_REFUSED
 from gateway.hj212.timefmt import parse_time, time_text
@@ -91,6 +91,7 @@ class Reply:
 
     packets: list[Packet]
     after: Callable[[], None] | None = None
+    note: str | None = None  # added to the audit record's result (e.g. a weak password taken)
 
 
 class CommandHandler:
@@ -230,13 +231,21 @@ class CommandHandler:
 
     # --- 1072: password -----------------------------------------------------------------------------------
     def _cn1072(self, req: Packet) -> Reply:
+        """The platform assigns the password: an authenticated platform's new one is taken even when weak (with a
+        WARNING, and the weakness in the audit record); only one the PW field cannot carry is refused."""
         new = req.cp.get("NewPW")
-        why = "NewPW missing" if new is None else weak_password(new)
-        if new is None or why is not None:
-            log.warning("hj212[%s]: platform's new password refused: %s", self.ctl.name, why)
+        if new is None or not PW_FIELD.fullmatch(new):
+            why = "NewPW missing" if new is None else "the HJ 212 PW field holds 1 to 6 letters or digits"
+            log.warning("hj212[%s]: platform's new password (1072) refused: %s", self.ctl.name, why)
             return self._done(req, EXE_BAD_REQUEST)
-        log.info("hj212[%s]: platform changed the password", self.ctl.name)
         reply = self._done(req)
+        weak = weak_password(new)
+        if weak is None:
+            log.info("hj212[%s]: platform changed the password", self.ctl.name)
+        else:
+            reply.note = f"weak password: {weak}"
+            log.warning("hj212[%s]: platform set a weak password by 1072 (%s); taken, as the platform assigns it: "
+                        "ask the platform for a stronger one", self.ctl.name, weak)
         reply.after = lambda: self.ctl.set_pw(new)
         return reply
 

@@ -410,7 +410,7 @@ class UplinkSink:
             try:
                 off = self._observe(req)
                 reply = await self.commands.handle(req)
-                self._audit(req, reply.packets)
+                self._audit(req, reply.packets, reply.note)
                 if off and req.cn != "1012":
                     await self._ask_time(link)
                 for p in reply.packets:
@@ -429,8 +429,9 @@ class UplinkSink:
             except Exception:
                 log.exception("hj212[%s]: command %s failed", self.name, req.cn)
 
-    def _audit(self, req: Packet, answers: list[Packet]) -> None:
-        """Every platform command (refused ones too) in the audit trail, secrets (PW, NewPW) masked."""
+    def _audit(self, req: Packet, answers: list[Packet], note: str | None = None) -> None:
+        """Every platform command (refused ones too) in the audit trail, secrets (PW, NewPW) masked; `note` is
+        added to the result (a weak password taken)."""
         if req.cn in ("9011", "9012", "9013", "9014"):
             return
         codes = [f"{k} {v}" for a in answers if a.cn in ("9011", "9012") for g in a.cp.groups for k, v in g
@@ -438,8 +439,8 @@ class UplinkSink:
         params = {k: v for g in req.cp.groups for k, v in g}
         audit(self.log, Actor("hj212", f"{self.name} MN {req.mn} QN {req.qn}", self.cfg.target),
               f"hj212 {req.cn} {CN_NAMES.get(req.cn, 'unknown command')}", params,
-              ", ".join(codes) or ("9013" if any(a.cn == "9013" for a in answers) else "no answer"),
-              site=self.site_id)
+              (", ".join(codes) or ("9013" if any(a.cn == "9013" for a in answers) else "no answer"))
+              + (f" ({note})" if note else ""), site=self.site_id)
 
     def _observe(self, req: Packet) -> bool:
         """A request from this platform carries its time (QN): True when the gateway's clock is off by more than

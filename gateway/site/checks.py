@@ -11,6 +11,7 @@ from gateway.alarms.rules import OfflineRule, QualityRule, Rule, ThresholdRule, 
 from gateway.core.localtime import parse_period
 from gateway.core.patterns import matches
 from gateway.hj212.config import weak_password
+from gateway.hj212.names import KNOWN_CODES
 from gateway.site.model import Site
 
 
@@ -26,6 +27,11 @@ def site_warnings(site: Site) -> list[str]:
         if why is not None:
             out.append(f"uplinks[{i}].pw: {why}; used because pw_assigned_by_platform is set: ask the platform for "
                        "a stronger one")
+        for j, cm in enumerate(up.codes):
+            if cm.code not in KNOWN_CODES:
+                out.append(f"uplinks[{i}].codes[{j}].code: {cm.code} is not a pollutant code of HJ 212 that Plume "
+                           "knows (gateway.hj212.names): a strict platform refuses every packet carrying it; use "
+                           "the code of the platform's code table")
     return out
 
 

@@ -1,6 +1,7 @@
 """`python -m plume_sim.platform --port N [--record PATH]`: run the HJ 212 platform simulator until SIGINT/SIGTERM.
 
-Prints `ready: listening on HOST:PORT`, then one line per connection and packet (unless --quiet).
+Prints `ready: listening on HOST:PORT`, then one line per connection and packet (unless --quiet). With
+PLUME_CLOCK_SPEEDUP=FACTOR@ANCHOR_MS (fast-motion tests) its clock runs as fast as the gateway's given the same value.
 """
 
 from __future__ import annotations
@@ -50,6 +51,13 @@ def run(
     quiet: Annotated[bool, typer.Option("--quiet", help="Print only the ready line.")] = False,
 ) -> None:
     """An HJ 212 platform receiver for tests: validates, answers 9014, records."""
+    from gateway.core.clock import speedup_from_environment
+
+    try:
+        speedup_from_environment()
+    except ValueError as exc:
+        print(f"plume_sim.platform: {exc}", file=sys.stderr)
+        raise typer.Exit(2) from None
     p = PlatformSim(host, port, pw=pw, mn=mn, record=record, tz=tz,
                     on_event=_print if not quiet else lambda line: _print(line) if line.startswith("ready") else None)
     if misbehave:

@@ -9,6 +9,11 @@ Misbehaviours (`misbehave(mode, delay_s=..., count=...)`), applied to packets th
 - `garbage`: answer with junk bytes instead of a 9014.
 `pause()` / `resume()` make the platform go away (listener closed, connections dropped) and come back on the same
 port.
+
+Its clock (`now_ms()`: the QNs of its commands, the time it sets) is `clock` (default the system's, or the
+fast-motion clock of PLUME_CLOCK_SPEEDUP, `gateway.core.clock.base_ms`) plus `clock_offset_s`; receipt times
+(`Received.at_ms`) are on `clock`. So a fast-motion test's platform runs on the clock its gateway and device
+simulator run on.
 """
 
 from __future__ import annotations
@@ -16,13 +21,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from zoneinfo import ZoneInfo
 
+from gateway.core.clock import base_ms
 from gateway.hj212.codec import Cp, Framer, Packet, decode, encode, join, make_flag
 from gateway.hj212.errors import Hj212Error, SplitError
 from gateway.hj212.names import KNOWN_CODES
@@ -63,17 +68,21 @@ class PlatformSim:
         codes: Collection[str] | None = KNOWN_CODES,
         clock_offset_s: float = 0.0,
         calibrate: bool = False,
+        clock: Callable[[], int] | None = None,
     ):
         """pw/mn: refuse packets with another password or device number (None: accept any); codes: the
         platform's pollutant code table (default: the standard's codes Plume knows; None: accept any code);
-        clock_offset_s: the platform's clock is this far from the system's (its QNs and the time it sets);
-        calibrate: answer a logger's 1013 (time calibration request) with a 1012 of the platform's time."""
+        clock_offset_s: the platform's clock is this far from `clock` (its QNs and the time it sets);
+        calibrate: answer a logger's 1013 (time calibration request) with a 1012 of the platform's time;
+        clock: UTC epoch ms (default: the system clock, fast when PLUME_CLOCK_SPEEDUP was applied; a test in fast
+        motion passes its `FastClock.now_ms`)."""
         self.host = host
         self.port = port
         self.pw = pw
         self.mn = mn
         self.codes = codes
         self.clock_offset_ms = int(clock_offset_s * 1000)
+        self._clock = clock or base_ms
         self.calibrate = calibrate
         self._tasks: set[asyncio.Task[object]] = set()
         self.tz = ZoneInfo(tz)
@@ -252,8 +261,8 @@ class PlatformSim:
         return conns[-1]
 
     def now_ms(self) -> int:
-        """The platform's clock."""
-        return int(time.time() * 1000) + self.clock_offset_ms
+        """The platform's clock: `clock` plus `clock_offset_s`."""
+        return self._clock() + self.clock_offset_ms
 
     def _qn(self) -> str:
         ms = max(self.now_ms(), self._last_qn + 1)
@@ -292,23 +301,23 @@ class PlatformSim:
             if not data:
                 left = framer.eof()
                 if left is not None:
-                    self._add(Received(_now(), conn.peer, b"", error=str(left), reason=left.reason))
+                    self._add(Received(self._clock(), conn.peer, b"", error=str(left), reason=left.reason))
                 return
             for item in framer.feed(data):
                 if isinstance(item, Hj212Error):
-                    self._add(Received(_now(), conn.peer, b"", error=str(item), reason=item.reason))
+                    self._add(Received(self._clock(), conn.peer, b"", error=str(item), reason=item.reason))
                     continue
                 try:
                     p = decode(item)
                 except Hj212Error as exc:
-                    self._add(Received(_now(), conn.peer, item, error=str(exc), reason=exc.reason))
+                    self._add(Received(self._clock(), conn.peer, item, error=str(exc), reason=exc.reason))
                     continue
                 if not await self._handle(conn, p, item):
                     return
 
     async def _handle(self, conn: _Conn, p: Packet, raw: bytes) -> bool:
         """One valid packet; False when the connection must close (misbehaviour)."""
-        rec = Received(_now(), conn.peer, raw, p)
+        rec = Received(self._clock(), conn.peer, raw, p)
         issues = problems(p, pw=self.pw, mn=self.mn, codes=self.codes)
         if issues:
             rec.error, rec.reason = "; ".join(issues), "content"
@@ -320,7 +329,7 @@ class PlatformSim:
         pending = conn.exchanges.get(p.qn)
         if pending is None and p.cn in HISTORY_CNS:  # history uploads have QNs of their own (table C.20)
             pending = next((x for x in conn.exchanges.values() if x[0].cn == p.cn and x[0].qn_rtn == 1
-                            and x[0].exe_rtn is None), None)
+                            and x[0].exe_rtn is None and _in_range(x[0].request, p)), None)
         if pending is not None and (p.cn in REPLY_CNS or p.cn == pending[0].cn):  # QNs of both sides may collide
             self._exchange(pending[0], pending[1], p)
         if p.cn == "1013" and self.calibrate:  # the logger asks for the time: set it (in the background)
@@ -414,5 +423,8 @@ class PlatformSim:
             self._on_event(line)
 
 
-def _now() -> int:
-    return int(time.time() * 1000)
+def _in_range(request: Packet, upload: Packet) -> bool:
+    """A history request's answer lies in its BeginTime..EndTime; a live upload of the same CN arriving meanwhile
+    does not (both are YYYYMMDDhhmmss local times, which compare as text)."""
+    dt = upload.cp.get("DataTime") or ""
+    return (request.cp.get("BeginTime") or "") <= dt <= (request.cp.get("EndTime") or "~")
