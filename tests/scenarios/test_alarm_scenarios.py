@@ -12,8 +12,9 @@ The burst is made by writing the simulated monitor's PM10 holding register (FC 6
 times are known: the simulator then serves that value until it is written again.
 
 The gateway runs in fast motion (`FastClock`, ten times real time): its one-minute windows close every 6 s and its
-polls come ten times as often, while Modbus timeouts, MQTT and the webhook receiver keep real time. Every time the
-tests compare with the gateway's is read from the same fast clock.
+polls come ten times as often, and plume-sim's signals (a value wandering around a limit) move ten times as fast,
+while Modbus timeouts, MQTT and the webhook receiver keep real time. Every time the tests compare with the
+gateway's is read from the same fast clock.
 """
 
 from __future__ import annotations
@@ -109,7 +110,7 @@ class Rig:
                                                          mqtt_port=mqtt.port), encoding="utf-8")
         self.collector = MqttCollector(mqtt.port, "plume/#", client_id="scenario-collector")
         self.sim = start([script("plume-sim"), str(self.site), "--control", f"127.0.0.1:{self.control_port}",
-                          "--quiet"], tmp / "sim.out")
+                          "--quiet"], tmp / "sim.out", self.clock.env())  # the devices' signals on the same clock
         self.sim.wait_output("ready")
         self.gateway: Proc | None = None
 
