@@ -13,6 +13,7 @@ from gateway.core.patterns import matches
 from gateway.hj212.config import weak_password
 from gateway.hj212.names import KNOWN_CODES
 from gateway.site.model import Site
+from gateway.site.names import index_by_name
 
 
 def site_warnings(site: Site) -> list[str]:
@@ -155,11 +156,8 @@ def check_alarms(site: Site) -> tuple[list[Rule], list[str]]:
     for w in sorted(windows_needed(rules) - set(cfg.windows.periods)):
         users = ", ".join(r.id for r in rules if isinstance(r, ThresholdRule) and r.window == w)
         problems.append(f"windows.periods: rules judge the {w} window ({users}); add {w}")
-    names: dict[str, int] = {}
+    names = index_by_name((a.name for a in cfg.actuators), "actuators", "actuator", problems)
     for i, a in enumerate(cfg.actuators):
-        if a.name in names:
-            problems.append(f"actuators[{i}].name: duplicate actuator {a.name!r} (also actuators[{names[a.name]}])")
-        names.setdefault(a.name, i)
         if a.device not in devices:
             problems.append(f"actuators[{i}].device: no device named {a.device!r} (devices: {', '.join(devices)})")
     for r in rules:
@@ -167,12 +165,11 @@ def check_alarms(site: Site) -> tuple[list[Rule], list[str]]:
             if n not in names:
                 problems.append(f"rules ({r.id}).actuate: no actuator named {n!r} "
                                 f"(actuators: {', '.join(names) or 'none'})")
-    for i, hook in enumerate(cfg.notify.webhooks):
-        if not any(matches(r.id, hook.rules) for r in rules):
-            problems.append(f"notify.webhooks[{i}].rules: no rule matches {hook.rules}")
-    for i, sms in enumerate(cfg.notify.sms):
-        if not any(matches(r.id, sms.rules) for r in rules):
-            problems.append(f"notify.sms[{i}].rules: no rule matches {sms.rules}")
+    route_rules = [("webhooks", i, h.rules) for i, h in enumerate(cfg.notify.webhooks)]
+    route_rules += [("sms", i, m.rules) for i, m in enumerate(cfg.notify.sms)]
+    for section, i, patterns in route_rules:
+        if not any(matches(r.id, patterns) for r in rules):
+            problems.append(f"notify.{section}[{i}].rules: no rule matches {patterns}")
     problems += check_cameras(site)
     return rules, problems
 
@@ -181,11 +178,8 @@ def check_cameras(site: Site) -> list[str]:
     """Cameras have unique names and watch devices the site has."""
     problems: list[str] = []
     devices = [d.config.name for d in site.devices]
-    seen: dict[str, int] = {}
+    index_by_name((c.name for c in site.config.cameras), "cameras", "camera", problems)
     for i, cam in enumerate(site.config.cameras):
-        if cam.name in seen:
-            problems.append(f"cameras[{i}].name: duplicate camera {cam.name!r} (also cameras[{seen[cam.name]}])")
-        seen.setdefault(cam.name, i)
         for name in cam.devices:
             if name not in devices:
                 problems.append(f"cameras[{i}].devices: no device named {name!r} (devices: {', '.join(devices)})")

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from gateway.config import DeviceConfig, SiteConfig, pydantic_problems
 from gateway.profile import Profile, find_profile_file, load_profile
 from gateway.site.model import ResolvedDevice
+from gateway.site.names import index_by_name
 
 
 def resolve_devices(cfg: SiteConfig, base: Path, problems: list[str]) -> list[ResolvedDevice]:
@@ -19,20 +20,13 @@ def resolve_devices(cfg: SiteConfig, base: Path, problems: list[str]) -> list[Re
     for i, d in enumerate(dirs):
         if not d.is_dir():
             problems.append(f"profiles_dir[{i}]: {d} is not a folder")
-    buses: dict[str, int] = {}
-    for i, b in enumerate(cfg.buses):
-        if b.name in buses:
-            problems.append(f"buses[{i}].name: duplicate bus name {b.name!r} (also buses[{buses[b.name]}])")
-        buses.setdefault(b.name, i)
-    names: dict[str, int] = {}
+    buses = index_by_name((b.name for b in cfg.buses), "buses", "bus name", problems)
+    index_by_name((d.name for d in cfg.devices), "devices", "device name", problems)
     addresses: dict[tuple[str, int], int] = {}
     frame_bus_users: dict[str, int] = {}
     resolved: list[ResolvedDevice] = []
     for i, dev in enumerate(cfg.devices):
         where = f"devices[{i}]"
-        if dev.name in names:
-            problems.append(f"{where}.name: duplicate device name {dev.name!r} (also devices[{names[dev.name]}])")
-        names.setdefault(dev.name, i)
         bus = cfg.buses[buses[dev.bus]] if dev.bus in buses else None
         if bus is None:
             known = ", ".join(buses) or "none defined"
