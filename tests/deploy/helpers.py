@@ -21,6 +21,7 @@ CI_TOOLS = {
     "systemd-analyze": "systemd",
     "useradd": "passwd",
     "influxd": "influxdb",
+    "nats-server": "nats-server",
     "docker-compose": "docker-compose",
     "shellcheck": "shellcheck",
 }
