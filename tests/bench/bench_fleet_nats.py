@@ -274,6 +274,7 @@ def main() -> int:
     ap.add_argument("--gateways", type=int, default=3, help="real `plume run` gateways (3 devices at 1 s each)")
     ap.add_argument("--consumers", type=int, default=2)
     ap.add_argument("--no-kill", action="store_true")
+    ap.add_argument("--kill-consumer", action="store_true", help="also kill -9 one consumer at 3/4 of the run")
     ap.add_argument("--core", action="store_true", help="consumers on plain NATS queue groups, no JetStream "
                     "(the comparison that shows why the durable consumer is there)")
     ap.add_argument("--keep", action="store_true", help="keep the run's folder")
@@ -366,6 +367,13 @@ def main() -> int:
             victim.proc.wait()
             killed = f"{victim.name} (leader of $MQTT_msgs) at t={time.monotonic() - t_start:.0f} s"
             print(f"kill -9 {killed}", flush=True)
+        if args.kill_consumer:
+            while time.monotonic() < t_start + args.duration * 0.75:
+                time.sleep(1)
+            os.kill(consumers[0].pid, signal.SIGKILL)
+            consumers[0].wait()
+            killed += f"; consumer ingest-0 at t={time.monotonic() - t_start:.0f} s (kill -9, stays down)"
+            print("kill -9 ingest-0", flush=True)
         fleet.wait()
         t_produced = time.monotonic() - t_start
         # the gateways: until their MQTT sink has nothing left, then stop them (SIGTERM: they commit and close)
@@ -408,10 +416,11 @@ def main() -> int:
             if n != last:
                 last, still = n, time.monotonic()
             time.sleep(2)
-        ingest_cpu = sum(cpu_s(p.pid) for p in consumers)
+        ingest_cpu = sum(cpu_s(p.pid) for p in consumers if p.poll() is None)
         nats_cpu = {n.name: cpu_s(n.proc.pid) for n in nodes if n.proc and n.proc.poll() is None}
         for p in consumers:
-            p.send_signal(signal.SIGTERM)
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
         for p in consumers:
             p.wait(timeout=60)
 
@@ -462,6 +471,7 @@ def main() -> int:
         unique = len(seen)
         resent = sum(r["resent"] for r in results.values())
         connects = sum(r["connects"] for r in results.values())
+        acks_out_of_order = sum(r["out_of_order_acks"] for r in results.values())
 
         print()
         print(f"sites: {args.sites} simulated x {args.devices} devices @ {args.interval:g} s "
@@ -473,7 +483,8 @@ def main() -> int:
               f"(offered {args.sites * args.devices / args.interval + args.gateways * 3:.0f}/s)")
         print(f"readings lost: {lost}   out of order in the database: {wrong_order}")
         print(f"duplicates delivered to the consumers: {duplicates} (resent by sites after the kill: {resent}; "
-              f"site connections made: {connects}); arrival out of seq order: {arrival_out_of_order}")
+              f"site connections made: {connects}; PUBACKs out of order {acks_out_of_order}); "
+              f"arrival at the consumers out of seq order: {arrival_out_of_order}")
         print(f"consumer lag reading -> database: p50 {pct(lags, .5):.0f} ms, p95 {pct(lags, .95):.0f} ms, "
               f"max {max(lags, default=0):.0f} ms")
         print(f"CPU s: nats nodes {', '.join(f'{k} {v:.0f}' for k, v in nats_cpu.items())}; consumers "

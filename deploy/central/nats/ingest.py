@@ -145,14 +145,16 @@ class Ingest:
             self.write_errors += 1
             await asyncio.sleep(1)  # the messages stay unacknowledged meanwhile; NATS holds them
         done = time.time_ns() // 1_000_000
-        for m in batch:
-            if m.reply:
-                await m.ack()
         self.written += len(keys)
         for (site, device, seq, ts), delivered in keys:
             self.redelivered += delivered > 1
             if self.record is not None:
                 self.record.write(f"{site} {device} {seq} {ts} {done} {delivered}\n")
+        if self.record is not None:
+            self.record.flush()  # before the acks: an instance killed in between only causes a redelivery
+        for m in batch:
+            if m.reply:
+                await m.ack()
 
     async def run(self) -> None:
         servers = self.args.servers.split(",")
