@@ -275,6 +275,7 @@ def main() -> int:
     ap.add_argument("--consumers", type=int, default=2)
     ap.add_argument("--no-kill", action="store_true")
     ap.add_argument("--kill-consumer", action="store_true", help="also kill -9 one consumer at 3/4 of the run")
+    ap.add_argument("--pull", action="store_true", help="consumers pull from a durable pull consumer")
     ap.add_argument("--core", action="store_true", help="consumers on plain NATS queue groups, no JetStream "
                     "(the comparison that shows why the durable consumer is there)")
     ap.add_argument("--keep", action="store_true", help="keep the run's folder")
@@ -325,7 +326,8 @@ def main() -> int:
             consumers.append(spawn(f"ingest-{k}", [
                 py, str(NATS_PY), "--servers", servers, "--user", "ingest", "--password", ingest_pw,
                 "--name", f"ingest-{k}", "--write-url", write_url, "--create", "--record",
-                str(folder / f"ingest-{k}.rec"), *(["--core"] if args.core else [])]))
+                str(folder / f"ingest-{k}.rec"), *(["--core"] if args.core else []),
+                *(["--pull"] if args.pull else [])]))
             time.sleep(1.0 if k == 0 else 0)  # the first one creates the consumer
         time.sleep(2)
 
@@ -481,10 +483,20 @@ def main() -> int:
               f"gateways' logs up to the sink cursor {gw_acked}, {beyond} beyond it at stop)")
         print(f"readings through the cluster: {unique / t_produced:.0f}/s over {t_produced:.0f} s "
               f"(offered {args.sites * args.devices / args.interval + args.gateways * 3:.0f}/s)")
+        if lost:
+            args.keep = True  # what went wrong stays for a look
         print(f"readings lost: {lost}   out of order in the database: {wrong_order}")
         print(f"duplicates delivered to the consumers: {duplicates} (resent by sites after the kill: {resent}; "
               f"site connections made: {connects}; PUBACKs out of order {acks_out_of_order}); "
               f"arrival at the consumers out of seq order: {arrival_out_of_order}")
+        if rec:
+            t0 = min(int(x[3]) for x in rec)
+            buckets: dict[int, int] = {}
+            for _s, _d, _q, ts, _w, _n in rec:
+                b = (int(ts) - t0) // 15000
+                buckets[b] = buckets.get(b, 0) + 1
+            print("readings at the consumers per 15 s of reading time: "
+                  + " ".join(str(buckets.get(b, 0)) for b in range(max(buckets) + 1)))
         print(f"consumer lag reading -> database: p50 {pct(lags, .5):.0f} ms, p95 {pct(lags, .95):.0f} ms, "
               f"max {max(lags, default=0):.0f} ms")
         print(f"CPU s: nats nodes {', '.join(f'{k} {v:.0f}' for k, v in nats_cpu.items())}; consumers "
@@ -503,7 +515,7 @@ def main() -> int:
         vm.stop()
         for o in outs:
             o.close()
-        if not args.keep:
+        if not args.keep and killed != "kept":
             import shutil
 
             shutil.rmtree(folder, ignore_errors=True)

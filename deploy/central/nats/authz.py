@@ -32,6 +32,12 @@ INGEST_PUBLISH = [
     "$JS.API.CONSUMER.CREATE.$MQTT_msgs.plume-ingest.>",
     "$JS.API.CONSUMER.CREATE.$MQTT_msgs",
     "$JS.ACK.$MQTT_msgs.plume-ingest.>",
+    # ingest.py --pull: the pull consumer plume-ingest-pull
+    "$JS.API.CONSUMER.INFO.$MQTT_msgs.plume-ingest-pull",
+    "$JS.API.CONSUMER.DURABLE.CREATE.$MQTT_msgs.plume-ingest-pull",
+    "$JS.API.CONSUMER.CREATE.$MQTT_msgs.plume-ingest-pull.>",
+    "$JS.API.CONSUMER.MSG.NEXT.$MQTT_msgs.plume-ingest-pull",
+    "$JS.ACK.$MQTT_msgs.plume-ingest-pull.>",
 ]
 INGEST_SUBSCRIBE = ["_INBOX.>", "plume-ingest.deliver", "plume.*.*.data"]  # the last: ingest.py --core
 

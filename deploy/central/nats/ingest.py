@@ -46,10 +46,14 @@ DELIVER_SUBJECT = "plume-ingest.deliver"
 CORE_SUBJECT = "plume.*.*.data"
 
 
-def consumer_config(ack_wait_s: float, max_ack_pending: int, replicas: int) -> ConsumerConfig:
-    return ConsumerConfig(durable_name=DURABLE, deliver_group=DURABLE, deliver_subject=DELIVER_SUBJECT,
-                          filter_subject=FILTER, ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL,
-                          ack_wait=ack_wait_s, max_ack_pending=max_ack_pending, num_replicas=replicas)
+PULL_DURABLE = "plume-ingest-pull"
+
+
+def consumer_config(ack_wait_s: float, max_ack_pending: int, replicas: int, pull: bool = False) -> ConsumerConfig:
+    push = {} if pull else {"deliver_group": DURABLE, "deliver_subject": DELIVER_SUBJECT}
+    return ConsumerConfig(durable_name=PULL_DURABLE if pull else DURABLE, filter_subject=FILTER,
+                          ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL, ack_wait=ack_wait_s,
+                          max_ack_pending=max_ack_pending, num_replicas=replicas, **push)
 
 
 def to_line(payload: bytes) -> tuple[str | None, tuple[str, str, int, int] | None]:
@@ -103,6 +107,20 @@ class Ingest:
 
     async def on_message(self, msg: Any) -> None:
         await self.queue.put(msg)
+
+    async def pull(self, sub: Any) -> None:
+        """--pull: fetch batches from the durable pull consumer (every instance pulls from the same one)."""
+        while not self.stopping.is_set():
+            try:
+                msgs = await sub.fetch(self.args.batch, timeout=max(self.args.linger_ms / 1000, 1.0))
+            except nats.errors.TimeoutError:
+                continue
+            except Exception as e:  # a leader change or a reconnect: ask again
+                print(f"ingest: fetch: {e!r}", file=sys.stderr, flush=True)
+                await asyncio.sleep(0.5)
+                continue
+            for m in msgs:
+                await self.queue.put(m)
 
     async def writer(self) -> None:
         linger = self.args.linger_ms / 1000
@@ -172,17 +190,25 @@ class Ingest:
             sub = await nc.subscribe(CORE_SUBJECT, queue=DURABLE, cb=self.on_message)
         else:
             js = nc.jetstream()
-            cfg = consumer_config(self.args.ack_wait_s, self.args.max_ack_pending, self.args.replicas)
+            cfg = consumer_config(self.args.ack_wait_s, self.args.max_ack_pending, self.args.replicas,
+                                  self.args.pull)
             if self.args.create:
                 await ensure_consumer(js, cfg)
-            sub = await nc.subscribe(DELIVER_SUBJECT, queue=DURABLE, cb=self.on_message)
+            if self.args.pull:
+                sub = await js.pull_subscribe_bind(durable=PULL_DURABLE, stream=STREAM)
+                puller = asyncio.create_task(self.pull(sub))
+            else:
+                sub = await nc.subscribe(DELIVER_SUBJECT, queue=DURABLE, cb=self.on_message)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
         what = CORE_SUBJECT if self.args.core else f"{STREAM} > {FILTER}"
-        print(f"ingest: {self.args.name} reading {what} as queue group {DURABLE}", flush=True)
+        how = f"pulling from durable {PULL_DURABLE}" if self.args.pull else f"as queue group {DURABLE}"
+        print(f"ingest: {self.args.name} reading {what} {how}", flush=True)
         writer = asyncio.create_task(self.writer())
         await self.stopping.wait()
+        if self.args.pull:
+            await puller
         await sub.unsubscribe()  # nothing new; what is queued here is still written and acknowledged
         await writer
         await nc.flush()
@@ -209,6 +235,8 @@ def main() -> None:
     ap.add_argument("--max-ack-pending", type=int, default=20000)
     ap.add_argument("--batch", type=int, default=2000, help="readings per database write at most")
     ap.add_argument("--linger-ms", type=float, default=200.0, help="wait this long to fill a batch")
+    ap.add_argument("--pull", action="store_true", help=f"pull from the durable consumer {PULL_DURABLE} instead "
+                    "of joining the push consumer's queue group")
     ap.add_argument("--core", action="store_true", help="read the plain subjects with a NATS queue group instead "
                     "(at most once: loses what a killed node had in flight; for comparison only)")
     ap.add_argument("--record", default=None, help="append `site device seq ts written_ms deliveries` per reading "
