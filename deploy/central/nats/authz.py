@@ -32,6 +32,8 @@ INGEST_PUBLISH = [
     "$JS.API.CONSUMER.CREATE.$MQTT_msgs.plume-ingest.>",
     "$JS.API.CONSUMER.CREATE.$MQTT_msgs",
     "$JS.ACK.$MQTT_msgs.plume-ingest.>",
+    "$JS.API.CONSUMER.LEADER.STEPDOWN.$MQTT_msgs.plume-ingest",  # ingest.py's stall watchdog
+    "$JS.API.CONSUMER.LEADER.STEPDOWN.$MQTT_msgs.plume-ingest-pull",
     # ingest.py --pull: the pull consumer plume-ingest-pull
     "$JS.API.CONSUMER.INFO.$MQTT_msgs.plume-ingest-pull",
     "$JS.API.CONSUMER.DURABLE.CREATE.$MQTT_msgs.plume-ingest-pull",

@@ -104,9 +104,37 @@ class Ingest:
         self.write_errors = 0
         self.record = open(args.record, "a") if args.record else None  # noqa: SIM115 - for the whole run
         self.stopping = asyncio.Event()
+        self.last_msg = time.monotonic()
+        self.stalls = 0
 
     async def on_message(self, msg: Any) -> None:
+        self.last_msg = time.monotonic()
         await self.queue.put(msg)
+
+    async def watchdog(self, nc: Any, js: Any, durable: str) -> None:
+        """Say so loudly when the consumer has messages but this instance got none for --stall-s, and ask the
+        consumer's leader to step down (a new leader resumes delivery). nats-server has had defects where a
+        consumer stops delivering after a leader change (see deploy/central/README.md); the benchmark saw one
+        such stall once. The step-down is a remedy that could not be tried on that stall; the message is the
+        point: alert on it."""
+        while not self.stopping.is_set():
+            await asyncio.sleep(self.args.stall_s / 3)
+            if time.monotonic() - self.last_msg < self.args.stall_s:
+                continue
+            try:
+                ci = await js.consumer_info(STREAM, durable)
+            except Exception:  # a leader election under way: look again later
+                continue
+            if not (ci.num_pending or ci.num_ack_pending):
+                continue  # nothing to deliver: idle, not stalled
+            self.stalls += 1
+            leader = ci.cluster.leader if ci.cluster else "?"
+            print(f"ingest: STALLED: consumer {durable} has {ci.num_pending} pending and {ci.num_ack_pending} "
+                  f"unacknowledged, nothing delivered here for {self.args.stall_s:g} s; asking its leader {leader} "
+                  "to step down", file=sys.stderr, flush=True)
+            with contextlib.suppress(Exception):
+                await nc.request(f"$JS.API.CONSUMER.LEADER.STEPDOWN.{STREAM}.{durable}", b"", timeout=5)
+            self.last_msg = time.monotonic()
 
     async def pull(self, sub: Any) -> None:
         """--pull: fetch batches from the durable pull consumer (every instance pulls from the same one)."""
@@ -119,6 +147,7 @@ class Ingest:
                 print(f"ingest: fetch: {e!r}", file=sys.stderr, flush=True)
                 await asyncio.sleep(0.5)
                 continue
+            self.last_msg = time.monotonic()
             for m in msgs:
                 await self.queue.put(m)
 
@@ -199,6 +228,7 @@ class Ingest:
                 puller = asyncio.create_task(self.pull(sub))
             else:
                 sub = await nc.subscribe(DELIVER_SUBJECT, queue=DURABLE, cb=self.on_message)
+            watchdog = asyncio.create_task(self.watchdog(nc, js, PULL_DURABLE if self.args.pull else DURABLE))
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
@@ -209,6 +239,8 @@ class Ingest:
         await self.stopping.wait()
         if self.args.pull:
             await puller
+        if not self.args.core:
+            watchdog.cancel()
         await sub.unsubscribe()  # nothing new; what is queued here is still written and acknowledged
         await writer
         await nc.flush()
@@ -217,7 +249,7 @@ class Ingest:
         if self.record is not None:
             self.record.close()
         print(f"ingest: {self.args.name} written {self.written} readings, redelivered {self.redelivered}, "
-              f"not readings {self.bad}, write retries {self.write_errors}", flush=True)
+              f"not readings {self.bad}, write retries {self.write_errors}, stalls {self.stalls}", flush=True)
 
 
 def main() -> None:
@@ -233,6 +265,7 @@ def main() -> None:
     ap.add_argument("--replicas", type=int, default=3, help="replicas of the consumer's state (with --create)")
     ap.add_argument("--ack-wait-s", type=float, default=10.0, help="redeliver what is not acknowledged by then")
     ap.add_argument("--max-ack-pending", type=int, default=20000)
+    ap.add_argument("--stall-s", type=float, default=30.0, help="report a stalled consumer after this long")
     ap.add_argument("--batch", type=int, default=2000, help="readings per database write at most")
     ap.add_argument("--linger-ms", type=float, default=200.0, help="wait this long to fill a batch")
     ap.add_argument("--pull", action="store_true", help=f"pull from the durable consumer {PULL_DURABLE} instead "
