@@ -532,6 +532,10 @@ from gateway.export import export_command  # noqa: E402 - `plume export` reads t
 
 app.command("export")(export_command)
 
+from gateway.cli_discover import discover_command  # noqa: E402 - `plume discover` sweeps RS-485 lines
+
+app.command("discover")(discover_command)
+
 
 try:  # `plume run` lives with the durable pipeline
     from gateway.cli_run import run_command
