@@ -100,7 +100,7 @@ class PtyPort:
     def line_settings(self) -> LineSettings | None:
         """The settings the gateway's end was last set to (None when the pty is closed or unreadable)."""
         try:
-            iflag, oflag, cflag, lflag, ispeed, ospeed, cc = termios.tcgetattr(self.slave)
+            _i, _o, cflag, _l, ispeed, _os, cc = termios.tcgetattr(self.slave)
         except (termios.error, OSError):
             return None
         mark = cc[PARITY_MARK]

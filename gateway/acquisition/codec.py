@@ -2,6 +2,11 @@
 
 Decoding never raises on device data: NaN, infinities and out-of-range values come back as a flagged value.
 `encode` is the exact inverse used by the simulator, so both ends share one definition of every format.
+
+Values are floats, except text and *exact integers*: an i64/u64 channel with no scaling (scale 1, offset 0, no
+linear map) keeps the Python int the device sent, since a float holds integers exactly only up to 2^53 (energy
+counters, totalisers and serial numbers go beyond). Smaller integer types stay floats: they are exact as floats,
+and an InfluxDB field keeps the type it was first written with.
 """
 
 from __future__ import annotations
@@ -110,9 +115,23 @@ def _rounding(spec: RegisterSpec) -> int | None:
     return max(_decimals(spec.scale), _decimals(spec.offset))
 
 
+_EXACT = (DataType.i64, DataType.u64)
+
+
+def exact_integer(spec: RegisterSpec) -> bool:
+    """An unscaled 64-bit integer channel: its value is the exact int, never a float."""
+    return spec.type in _EXACT and spec.linear is None and spec.scale == 1 and spec.offset == 0
+
+
 def to_engineering(spec: RegisterSpec, raw: int | float | str) -> ChannelValue:
     """Scale a raw value and flag it: NaN/inf -> D with no value; under range -> D; over range -> T."""
     if isinstance(raw, str):
+        return ChannelValue(raw, spec.unit)
+    if isinstance(raw, int) and exact_integer(spec):
+        if spec.max is not None and raw > spec.max:
+            return ChannelValue(raw, spec.unit, Flag.T, f"over range max {spec.max}")
+        if spec.min is not None and raw < spec.min:
+            return ChannelValue(raw, spec.unit, Flag.D, f"under range min {spec.min}")
         return ChannelValue(raw, spec.unit)
     if isinstance(raw, float) and not math.isfinite(raw):
         return ChannelValue(None, spec.unit, Flag.D, f"device sent {raw}")
@@ -223,6 +242,9 @@ _INT_LIMITS: dict[DataType, tuple[int, int]] = {
 def raw_for(spec: RegisterSpec, value: float) -> int | float:
     """The raw register value that encodes an engineering value (clamped to what the type can hold)."""
     lin = spec.linear
+    if isinstance(value, int) and not isinstance(value, bool) and exact_integer(spec):
+        lo, hi = _INT_LIMITS[spec.type]
+        return min(hi, max(lo, value))  # an exact integer: no float on the way
     if lin is not None:
         raw: float = lin.raw_min + (value - lin.eng_min) / (lin.eng_max - lin.eng_min) * (lin.raw_max - lin.raw_min)
     else:

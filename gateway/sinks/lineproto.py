@@ -5,6 +5,8 @@
 - measurement = the profile's kind (dust, cems, ...); tags site and device exactly as in the site file;
 - one field per channel, named as the profile names it: a float (booleans as 0.0/1.0, so a field never changes
   type), or a string for text channels; a value that is None, NaN or infinite is left out (its flag says why);
+  an exact 64-bit integer channel (i64/u64 unscaled, gateway.acquisition.codec.exact_integer) is an integer
+  field `<n>i`, exact beyond 2^53 (InfluxDB 1.x takes no unsigned `u`, so a u64 value above 2^63-1 is left out);
 - one string field `<channel>_flag` per channel with its HJ 212 data flag;
 - the poll timestamp in ms (write with precision=ms). The same reading always gives the same point, so a re-send
   after a crash or an outage overwrites instead of doubling.
@@ -29,6 +31,7 @@ from gateway.core.model import DeviceReading
 _KEY_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
 _MEASUREMENT_ESCAPES = str.maketrans({",": r"\,", " ": r"\ "})
 _keys: dict[str, tuple[str, str]] = {}
+_INT64 = 2**63  # InfluxDB integers are signed 64-bit
 
 
 def escape_key(s: str) -> str:
@@ -75,7 +78,12 @@ def reading_line(reading: DeviceReading) -> str | None:
         vkey, fkey = _field_keys(ch)
         value = cv.value
         if value is not None:
-            text = repr(value) if type(value) is float and math.isfinite(value) else format_value(value)
+            if type(value) is float:
+                text = repr(value) if math.isfinite(value) else None
+            elif type(value) is int:  # an exact 64-bit integer channel (only those carry an int)
+                text = f"{value}i" if -_INT64 <= value < _INT64 else None
+            else:
+                text = format_value(value)
             if text is not None:
                 parts.append(vkey + text)
         parts.append(fkey + '"' + cv.flag.value + '"')
