@@ -5,8 +5,9 @@
 - measurement = the profile's kind (dust, cems, ...); tags site and device exactly as in the site file;
 - one field per channel, named as the profile names it: a float (booleans as 0.0/1.0, so a field never changes
   type), or a string for text channels; a value that is None, NaN or infinite is left out (its flag says why);
-  an exact 64-bit integer channel (i64/u64 unscaled, gateway.acquisition.codec.exact_integer) is an integer
-  field `<n>i`, exact beyond 2^53 (InfluxDB 1.x takes no unsigned `u`, so a u64 value above 2^63-1 is left out);
+  an exact 64-bit integer channel (i64/u64 unscaled, gateway.acquisition.codec.exact_integer; the sink is told
+  which channels by `exact_channels`) is an integer field `<n>i`, exact beyond 2^53 (InfluxDB 1.x takes no
+  unsigned `u`, so a u64 value above 2^63-1 is left out); any other int stays a float, so no field changes type;
 - one string field `<channel>_flag` per channel with its HJ 212 data flag;
 - the poll timestamp in ms (write with precision=ms). The same reading always gives the same point, so a re-send
   after a crash or an outage overwrites instead of doubling.
@@ -23,7 +24,7 @@ ms), event_id, message; time = the event's time.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 from gateway.core.model import DeviceReading
@@ -69,8 +70,17 @@ def format_value(value: object) -> str | None:
     return '"' + escape_string(str(value)) + '"'
 
 
-def reading_line(reading: DeviceReading) -> str | None:
-    """One point for one poll; None when the reading has no channel at all."""
+def exact_channels(devices: Iterable[Any]) -> dict[str, frozenset[str]]:
+    """device -> its exact 64-bit integer channels (written as integer fields), for resolved site devices."""
+    from gateway.acquisition.codec import exact_integer
+
+    out = {d.name: frozenset(r.channel for r in d.profile.registers if exact_integer(r)) for d in devices}
+    return {name: chans for name, chans in out.items() if chans}
+
+
+def reading_line(reading: DeviceReading, exact: Collection[str] = ()) -> str | None:
+    """One point for one poll; None when the reading has no channel at all. `exact`: the channels written as
+    integer fields (exact_channels)."""
     if not reading.values:
         return None
     parts: list[str] = []
@@ -80,7 +90,7 @@ def reading_line(reading: DeviceReading) -> str | None:
         if value is not None:
             if type(value) is float:
                 text = repr(value) if math.isfinite(value) else None
-            elif type(value) is int:  # an exact 64-bit integer channel (only those carry an int)
+            elif type(value) is int and ch in exact:  # an exact 64-bit integer channel
                 text = f"{value}i" if -_INT64 <= value < _INT64 else None
             else:
                 text = format_value(value)
