@@ -226,9 +226,8 @@ def entry(lines: list[Line]) -> str:
         for name, d in ln.devices:
             best = d.profile
             if best is not None:
-                also = f"; also fits {', '.join(d.also)}" if d.also else ""
                 out.append(f"  - {{name: {name}, bus: {ln.name}, address: {d.address}, profile: {best.profile}}}"
-                           f"  # {best.plausible}/{best.of} registers plausible{also}")
+                           f"  # {best.plausible}/{best.of} registers plausible")
             else:
                 guess = d.best_guess
                 hint = (f"closest built-in: {guess.profile} ({guess.plausible}/{guess.of}; {guess.why_not})"

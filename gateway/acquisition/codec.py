@@ -14,8 +14,9 @@ from __future__ import annotations
 import functools
 import math
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
+from typing import Any
 
 from gateway.core.model import ChannelValue, Flag, worst_flag
 from gateway.profile import BYTE_TYPES, DataType, Order, RegisterSpec, StatusSpec
@@ -121,6 +122,13 @@ _EXACT = (DataType.i64, DataType.u64)
 def exact_integer(spec: RegisterSpec) -> bool:
     """An unscaled 64-bit integer channel: its value is the exact int, never a float."""
     return spec.type in _EXACT and spec.linear is None and spec.scale == 1 and spec.offset == 0
+
+
+def exact_channels(devices: Iterable[Any]) -> dict[str, frozenset[str]]:
+    """device -> its exact 64-bit integer channels, for resolved site devices (the InfluxDB sink writes these as
+    integer fields, every other number as a float)."""
+    out = {d.name: frozenset(r.channel for r in d.profile.registers if exact_integer(r)) for d in devices}
+    return {name: chans for name, chans in out.items() if chans}
 
 
 def to_engineering(spec: RegisterSpec, raw: int | float | str) -> ChannelValue:

@@ -132,8 +132,8 @@ def _thingsboard(site: Site, cfg: ThingsBoardSinkConfig, where: str, problems: l
 
 
 def _influx(site: Site, cfg: InfluxSinkConfig, where: str, problems: list[str]) -> ConsumerFactory | None:
+    from gateway.acquisition.codec import exact_channels
     from gateway.sinks.influx import InfluxSink
-    from gateway.sinks.lineproto import exact_channels
 
     if cfg.api == "v1":
         secret = resolve_secret(f"{where}.password", cfg.password, cfg.password_env, cfg.password_file, problems,

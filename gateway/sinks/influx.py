@@ -48,7 +48,7 @@ class Closing(Exception):
 
 def record_line(rec: LogRecord, exact: Mapping[str, frozenset[str]] | None = None) -> str | None:
     """The point of a log record: readings, aggregates, alarm events (not checkpoints); None for other kinds.
-    `exact`: device -> channels written as integer fields (lineproto.exact_channels)."""
+    `exact`: device -> channels written as integer fields (gateway.acquisition.codec.exact_channels)."""
     if isinstance(rec, ReadingRecord):
         return reading_line(rec.reading, exact.get(rec.reading.device, ()) if exact else ())
     if isinstance(rec, AggregateRecord):

@@ -5,9 +5,9 @@
 - measurement = the profile's kind (dust, cems, ...); tags site and device exactly as in the site file;
 - one field per channel, named as the profile names it: a float (booleans as 0.0/1.0, so a field never changes
   type), or a string for text channels; a value that is None, NaN or infinite is left out (its flag says why);
-  an exact 64-bit integer channel (i64/u64 unscaled, gateway.acquisition.codec.exact_integer; the sink is told
-  which channels by `exact_channels`) is an integer field `<n>i`, exact beyond 2^53 (InfluxDB 1.x takes no
-  unsigned `u`, so a u64 value above 2^63-1 is left out); any other int stays a float, so no field changes type;
+  an exact 64-bit integer channel (i64/u64 unscaled; the sink is told which channels, by
+  gateway.acquisition.codec.exact_channels) is an integer field `<n>i`, exact beyond 2^53 (InfluxDB 1.x takes
+  no unsigned `u`, so a u64 value above 2^63-1 is left out); any other int stays a float, no field changes type;
 - one string field `<channel>_flag` per channel with its HJ 212 data flag;
 - the poll timestamp in ms (write with precision=ms). The same reading always gives the same point, so a re-send
   after a crash or an outage overwrites instead of doubling.
@@ -24,7 +24,7 @@ ms), event_id, message; time = the event's time.
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from gateway.core.model import DeviceReading
@@ -70,17 +70,9 @@ def format_value(value: object) -> str | None:
     return '"' + escape_string(str(value)) + '"'
 
 
-def exact_channels(devices: Iterable[Any]) -> dict[str, frozenset[str]]:
-    """device -> its exact 64-bit integer channels (written as integer fields), for resolved site devices."""
-    from gateway.acquisition.codec import exact_integer
-
-    out = {d.name: frozenset(r.channel for r in d.profile.registers if exact_integer(r)) for d in devices}
-    return {name: chans for name, chans in out.items() if chans}
-
-
 def reading_line(reading: DeviceReading, exact: Collection[str] = ()) -> str | None:
     """One point for one poll; None when the reading has no channel at all. `exact`: the channels written as
-    integer fields (exact_channels)."""
+    integer fields (gateway.acquisition.codec.exact_channels)."""
     if not reading.values:
         return None
     parts: list[str] = []

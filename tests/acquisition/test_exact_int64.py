@@ -73,7 +73,7 @@ def test_a_u64_above_the_largest_influx_integer_is_left_out_of_the_point_not_the
 
 
 def test_the_influx_sink_is_told_the_exact_channels_of_the_site(tmp_path):
-    from gateway.sinks.lineproto import exact_channels
+    from gateway.acquisition.codec import exact_channels
     from gateway.site.load import load_site
 
     path = tmp_path / "site.yaml"

@@ -111,3 +111,23 @@ def test_discover_on_a_missing_port_says_so_and_fails(tmp_path: Path):
     r = plume("discover", "--port", str(tmp_path / "nothing"), "--baudrate", "9600", "--parity", "N", "--ids", "1")
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert "cannot try" in r.stderr and "no device answered" in r.stderr, r.stderr
+
+
+def test_the_readme_example_prints_what_the_readme_shows(tmp_path, procs):
+    """The README's `plume discover` block, run against its simulated lines (tests/cli/readme/discover-sim.yaml)
+    with /tmp/plume-sim/ moved to this test's folder."""
+    import re
+    import shlex
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = next(b for b in re.findall(r"^```\n(.*?)^```", text, re.S | re.M) if b.startswith("$ plume discover"))
+    command, *expected = block.rstrip("\n").splitlines()
+    sim = (ROOT / "tests" / "cli" / "readme" / "discover-sim.yaml").read_text(encoding="utf-8")
+    here = f"{tmp_path}/"
+    (tmp_path / "discover-sim.yaml").write_text(sim.replace("/tmp/plume-sim/", here), encoding="utf-8")
+    start_sim(procs, tmp_path / "discover-sim.yaml", tmp_path)
+    args = shlex.split(command[2:].replace("/tmp/plume-sim/", here))
+    r = plume(*args[1:])
+    assert r.returncode == 0, r.stdout + r.stderr
+    got = (r.stderr + r.stdout).replace(here, "/tmp/plume-sim/").rstrip("\n").splitlines()
+    assert [ln.rstrip() for ln in got] == expected
