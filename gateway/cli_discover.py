@@ -16,17 +16,20 @@ from gateway.cli_args import parse_ids as _parse_ids
 from gateway.discover import BAUD_RATES, PARITIES, FoundDevice, discover_line, entry, lines_of, starter
 from gateway.discover import as_json as json_doc
 
+_BAUDS = ", ".join(map(str, BAUD_RATES))
+
 
 def discover_command(
     port: Annotated[list[str], typer.Option(help="Serial port of an RS-485 line (repeatable: one per line).",
                                             show_default=False)],
-    baudrate: Annotated[str, typer.Option(help="Baud rates to try, in order.")] = ",".join(map(str, BAUD_RATES)),
+    baudrate: Annotated[str, typer.Option(help=f"Baud rates to try, in order (default {_BAUDS}).",
+                                          show_default=False)] = ",".join(map(str, BAUD_RATES)),
     parity: Annotated[str, typer.Option(help="Parities to try, in order.")] = ",".join(PARITIES),
     ids: Annotated[str, typer.Option(help="Slave ids to try, e.g. 1-247 or 1,2,5-9.")] = "1-247",
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each id.")] = 0.2,
-    first: Annotated[bool, typer.Option(help="Stop at the first device found on each line.")] = False,
+    first: Annotated[bool, typer.Option("--first", help="Stop at the first device found on each line.")] = False,
     all_settings: Annotated[bool, typer.Option(
-        help="Go on with the other settings after one where devices answered.")] = False,
+        "--all-settings", help="Go on with the other settings after one where devices answered.")] = False,
     init: Annotated[Path | None, typer.Option(help="Also write a starter site file (as `plume init`) holding "
                                                     "what was found.")] = None,
     site_id: Annotated[str, typer.Option("--site-id", help="With --init: the site's id.")] = "my-site",

@@ -82,6 +82,16 @@ def test_discover_first_stops_at_the_first_device_and_init_writes_a_site_that_re
     read = plume("read", str(site))
     assert read.returncode == 0 and "so2" in read.stdout and "c7" not in read.stdout, read.stdout + read.stderr
 
+    r = plume("discover", "--port", str(tmp_path / "ttyB"), "--baudrate", "4800", "--parity", "E", "--ids", "8",
+              "--timeout", "0.1", "--json")
+    doc = json.loads(r.stdout)
+    assert r.returncode == 0 and doc["interrupted"] is False, r.stdout + r.stderr
+    (line,) = doc["lines"]
+    assert (line["baudrate"], line["parity"], [d["profile"] for d in line["devices"]]) == (4800, "E", [
+        "so2-analyzer-cdab"])
+    fits = {f["profile"]: f for f in line["devices"][0]["fits"]}
+    assert fits["dust-monitor"]["plausible"] < fits["dust-monitor"]["of"] and fits["dust-monitor"]["why_not"]
+
 
 def test_ctrl_c_prints_what_was_found_so_far(tmp_path, procs):
     start_sim(procs, write(tmp_path / "sim.yaml", SIM, tmp=tmp_path), tmp_path)
