@@ -97,3 +97,20 @@ devices:
 def test_byte_order_names_of_64_bit_registers_still_apply():
     s = spec(type="u64", order=Order.DCBA)
     assert decode(s, encode(s, 0x0102030405060708)).value == 0x0102030405060708
+
+
+def test_an_hj212_real_time_packet_carries_the_exact_integer():
+    from zoneinfo import ZoneInfo
+
+    from gateway.hj212.realtime import RealtimeSource
+    from gateway.hj212.routes import Route
+
+    src = RealtimeSource([Route("e01001", "meter-1", "count", None, 2)], interval_s=60, grace_s=0,
+                         tz=ZoneInfo("Asia/Shanghai"))
+    r = reading(ABOVE_2_53)
+    out = src.feed(ReadingRecord(1, r.ts, "s", 1, r))
+    later = reading(1)
+    later.ts += 120_000
+    out += src.feed(ReadingRecord(2, later.ts, "s", 2, later))
+    fields = [f for o in out for g in o.cp.groups for f in g]
+    assert ("e01001-Rtd", "9007199254740993") in fields, out
