@@ -14,6 +14,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from gateway.cli_args import csv_list as _csv
+from gateway.cli_args import parse_ids as _parse_ids
 from gateway.cli_audit import run_audit
 from gateway.config import ConfigError, RtuBus, RtuOverTcpBus, TcpBus, site_schema
 from gateway.grafana_push import grafana_app
@@ -319,27 +321,6 @@ def dead_device_hint(site: Site, name: str, error: str) -> str:
     return f"{what}; check the sensor's power, its TX wire to the UART and the baud rate ({bus.baudrate})"
 
 
-def _parse_ids(text: str) -> list[int]:
-    ids: set[int] = set()
-    for part in text.split(","):
-        lo, _, hi = part.strip().partition("-")
-        try:
-            a, b = int(lo), int(hi or lo)
-        except ValueError:
-            raise typer.BadParameter(f"{part!r}: use ids like 1-247 or 1,2,10-20") from None
-        if not (0 <= a <= b <= 247):
-            raise typer.BadParameter(f"{part!r}: slave ids are 0..247")
-        ids.update(range(a, b + 1))
-    return sorted(ids)
-
-
-def _csv(text: str, what: str, allowed: tuple[str, ...] | None = None) -> list[str]:
-    items = [t.strip().upper() for t in text.split(",") if t.strip()]
-    if not items or (allowed is not None and any(t not in allowed for t in items)):
-        raise typer.BadParameter(f"{what}: {', '.join(allowed or ())} or a comma-separated list of them")
-    return list(dict.fromkeys(items))
-
-
 @app.command("scan")
 def scan(
     port: Annotated[str | None, typer.Option(help="Serial port of an RS-485 line.")] = None,
@@ -531,6 +512,10 @@ def _example_site() -> Path:
 from gateway.export import export_command  # noqa: E402 - `plume export` reads the durable log
 
 app.command("export")(export_command)
+
+from gateway.cli_discover import discover_command  # noqa: E402 - `plume discover` sweeps RS-485 lines
+
+app.command("discover")(discover_command)
 
 
 try:  # `plume run` lives with the durable pipeline

@@ -29,7 +29,9 @@ def _members(devices: list[SimDevice]) -> str:
 
 
 class RtuPtyEndpoint:
-    """An RS-485 line on a pty: every device on the bus answers at its slave id."""
+    """An RS-485 line on a pty: every device on the bus answers at its slave id, to a master at the bus's line
+    settings only (a master at another baud rate, odd/not-odd parity or stop bits gets silence, as on a real line;
+    `wrong_settings` counts the bytes so ignored)."""
 
     def __init__(self, bus: RtuBus, devices: list[SimDevice], *, pace: bool, turnaround_ms: float | None,
                  clock: Clock, on_send: OnSend):
@@ -39,6 +41,7 @@ class RtuPtyEndpoint:
         char = char_time_s(bus.baudrate, bus.bytesize, bus.parity, bus.stopbits)
         self.line = RtuLine(devices, Timing.of(char, pace, turnaround_ms), clock, on_send)
         self.rx: RtuReceiver | None = None
+        self.wrong_settings = 0
 
     async def start(self) -> None:
         self.port.open()
@@ -49,8 +52,14 @@ class RtuPtyEndpoint:
 
     def _readable(self, loop: asyncio.AbstractEventLoop) -> None:
         data = self.port.read()
-        if data and self.rx is not None:
-            self.rx.feed(data, loop.time())
+        if not data or self.rx is None:
+            return
+        master = self.port.line_settings()
+        if master is None or not master.heard_by(self.bus.baudrate, self.bus.parity, self.bus.stopbits):
+            # a master at other settings: framing errors at the slaves, nobody hears a request
+            self.wrong_settings += len(data)
+            return
+        self.rx.feed(data, loop.time())
 
     async def stop(self) -> None:
         if self.port.master >= 0:

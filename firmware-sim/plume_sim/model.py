@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from gateway.acquisition.codec import decode, encode
+from gateway.acquisition.codec import decode, encode, exact_integer
 from gateway.profile import DataType, RegisterSpec
 from gateway.site.model import ResolvedDevice
 from plume_sim.signals import SIGNALS, Ctx
@@ -72,7 +72,9 @@ def parse_hint(raw: Mapping[str, Any] | None, where: str, problems: list[str]) -
         constant = None
     params = {k: numbers[k] for k in ("period_s", "area_m2") if numbers[k] is not None}
     return Hint(
-        constant=float(constant) if isinstance(constant, int | float) else constant,
+        # an int stays an int: an exact 64-bit channel serves it as it is (a float holds integers up to 2^53)
+        constant=(constant if isinstance(constant, int) else float(constant)) if isinstance(constant, int | float)
+        else constant,
         signal=signal,
         base=numbers["base"],
         amplitude=numbers["amplitude"],
@@ -180,6 +182,8 @@ class _Evaluation:
             return hint.constant
         if hint.constant is not None:
             value = hint.constant
+            if isinstance(value, int) and exact_integer(spec):
+                return value
         else:
             name = self.m.signal_for(spec)
             span = bounds(spec)

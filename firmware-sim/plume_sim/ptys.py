@@ -2,6 +2,15 @@
 
 The simulator keeps a slave fd open too, so the master never sees EIO while the gateway closes and reopens the
 port; and it drops what piles up unread, as a real line loses bytes nobody listens to.
+
+A pty moves bytes at any speed, but it keeps the line settings the gateway asked for in the slave's termios:
+`line_settings()` reads them back, so a simulated RS-485 line can stay silent to a master at the wrong baud rate or
+parity, as a real slave does (it sees framing errors, never its address). What Linux keeps: the baud rate (stored,
+not applied), PARODD and CSTOPB. It clears PARENB and forces CS8, so even parity cannot be told from none; and a
+tcsetattr whose only change is PARENB fails with EINVAL (the port "refuses" parity E after the same setting
+without it), so pymodbus cannot open a pty with parity at all. Tests that need parity run the gateway with the
+shim in tests/ptyparity (termios.tcsetattr on a pty sends the parity as a letter in the unused control character
+VEOL2, PARITY_MARK); with that letter the parity is emulated exactly, without it as PARODD (odd, or not odd).
 """
 
 from __future__ import annotations
@@ -12,6 +21,7 @@ import os
 import struct
 import termios
 import tty
+from dataclasses import dataclass
 from pathlib import Path
 
 BACKLOG_LIMIT = 1024  # unread bytes at the gateway's end beyond which older bytes are dropped
@@ -19,6 +29,25 @@ BACKLOG_LIMIT = 1024  # unread bytes at the gateway's end beyond which older byt
 
 class PtyError(OSError):
     """The pty link cannot be made where the site file says."""
+
+
+PARITY_MARK = termios.VEOL2  # where tests/ptyparity writes the parity letter the pty would drop
+
+
+@dataclass(frozen=True, slots=True)
+class LineSettings:
+    """What a pty can tell of the line settings its far end was set to."""
+
+    speed: int  # a termios B* constant
+    parity: str  # N, E, O as marked by tests/ptyparity; "" when unmarked
+    odd: bool
+    two_stop_bits: bool
+
+    def heard_by(self, baudrate: int, parity: str, stopbits: int) -> bool:
+        """Would a slave at these settings understand a master at ours?"""
+        same_parity = self.parity == parity if self.parity else self.odd == (parity == "O")
+        return self.speed == getattr(termios, f"B{baudrate}", -1) and same_parity and self.two_stop_bits == (
+            stopbits == 2)
 
 
 class PtyPort:
@@ -67,6 +96,16 @@ class PtyPort:
             return os.read(self.master, 4096)
         except (BlockingIOError, InterruptedError):
             return b""
+
+    def line_settings(self) -> LineSettings | None:
+        """The settings the gateway's end was last set to (None when the pty is closed or unreadable)."""
+        try:
+            _i, _o, cflag, _l, ispeed, _os, cc = termios.tcgetattr(self.slave)
+        except (termios.error, OSError):
+            return None
+        mark = cc[PARITY_MARK]
+        letter = mark.decode("latin-1") if isinstance(mark, bytes) and mark in (b"N", b"E", b"O") else ""
+        return LineSettings(ispeed, letter, bool(cflag & termios.PARODD), bool(cflag & termios.CSTOPB))
 
     def unread(self) -> int:
         """Bytes written to the gateway's end that nobody has read yet."""

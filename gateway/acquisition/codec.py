@@ -2,6 +2,11 @@
 
 Decoding never raises on device data: NaN, infinities and out-of-range values come back as a flagged value.
 `encode` is the exact inverse used by the simulator, so both ends share one definition of every format.
+
+Values are floats, except text and *exact integers*: an i64/u64 channel with no scaling (scale 1, offset 0, no
+linear map) keeps the Python int the device sent, since a float holds integers exactly only up to 2^53 (energy
+counters, totalisers and serial numbers go beyond). Smaller integer types stay floats: they are exact as floats,
+and an InfluxDB field keeps the type it was first written with.
 """
 
 from __future__ import annotations
@@ -9,8 +14,9 @@ from __future__ import annotations
 import functools
 import math
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
+from typing import Any
 
 from gateway.core.model import ChannelValue, Flag, worst_flag
 from gateway.profile import BYTE_TYPES, DataType, Order, RegisterSpec, StatusSpec
@@ -110,9 +116,30 @@ def _rounding(spec: RegisterSpec) -> int | None:
     return max(_decimals(spec.scale), _decimals(spec.offset))
 
 
+_EXACT = (DataType.i64, DataType.u64)
+
+
+def exact_integer(spec: RegisterSpec) -> bool:
+    """An unscaled 64-bit integer channel: its value is the exact int, never a float."""
+    return spec.type in _EXACT and spec.linear is None and spec.scale == 1 and spec.offset == 0
+
+
+def exact_channels(devices: Iterable[Any]) -> dict[str, frozenset[str]]:
+    """device -> its exact 64-bit integer channels, for resolved site devices (the InfluxDB sink writes these as
+    integer fields, every other number as a float)."""
+    out = {d.name: frozenset(r.channel for r in d.profile.registers if exact_integer(r)) for d in devices}
+    return {name: chans for name, chans in out.items() if chans}
+
+
 def to_engineering(spec: RegisterSpec, raw: int | float | str) -> ChannelValue:
     """Scale a raw value and flag it: NaN/inf -> D with no value; under range -> D; over range -> T."""
     if isinstance(raw, str):
+        return ChannelValue(raw, spec.unit)
+    if isinstance(raw, int) and exact_integer(spec):
+        if spec.max is not None and raw > spec.max:
+            return ChannelValue(raw, spec.unit, Flag.T, f"over range max {spec.max}")
+        if spec.min is not None and raw < spec.min:
+            return ChannelValue(raw, spec.unit, Flag.D, f"under range min {spec.min}")
         return ChannelValue(raw, spec.unit)
     if isinstance(raw, float) and not math.isfinite(raw):
         return ChannelValue(None, spec.unit, Flag.D, f"device sent {raw}")
@@ -223,6 +250,9 @@ _INT_LIMITS: dict[DataType, tuple[int, int]] = {
 def raw_for(spec: RegisterSpec, value: float) -> int | float:
     """The raw register value that encodes an engineering value (clamped to what the type can hold)."""
     lin = spec.linear
+    if isinstance(value, int) and not isinstance(value, bool) and exact_integer(spec):
+        lo, hi = _INT_LIMITS[spec.type]
+        return min(hi, max(lo, value))  # an exact integer: no float on the way
     if lin is not None:
         raw: float = lin.raw_min + (value - lin.eng_min) / (lin.eng_max - lin.eng_min) * (lin.raw_max - lin.raw_min)
     else:

@@ -141,7 +141,7 @@ class RealtimeSource:
         if isinstance(v, str) or not math.isfinite(v):
             self._warn(f"{route.code}: channel {channel} is not a finite number ({v!r}); sent as flag D")
             return None, Flag.D
-        conv = convert(float(v), cv.unit, route.unit)
+        conv = convert(v if type(v) is int else float(v), cv.unit, route.unit)  # an exact integer stays one
         if conv is None:
             self._warn(f"{route.code}: cannot convert {channel} from {cv.unit} to {route.unit}; sent as flag D")
             return None, Flag.D

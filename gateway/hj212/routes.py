@@ -55,7 +55,10 @@ def convert(value: float, from_unit: str, to_unit: str | None) -> float | None:
 
 
 def number(value: float, decimals: int) -> str:
-    """At most `decimals` decimals, trailing zeros dropped but one kept (`45.0`, `0.045`, `12.35`)."""
+    """At most `decimals` decimals, trailing zeros dropped but one kept (`45.0`, `0.045`, `12.35`); an exact
+    integer (an unscaled 64-bit channel) as its digits, never through a float."""
+    if type(value) is int:
+        return str(value)
     if not math.isfinite(value):
         raise ValueError(f"{value} is not a finite number")
     text = f"{value:.{decimals}f}"

@@ -133,6 +133,7 @@ def _thingsboard(site: Site, cfg: ThingsBoardSinkConfig, where: str, problems: l
 
 
 def _influx(site: Site, cfg: InfluxSinkConfig, where: str, problems: list[str]) -> ConsumerFactory | None:
+    from gateway.acquisition.codec import exact_channels
     from gateway.sinks.influx import InfluxSink
 
     if cfg.api == "v1":
@@ -146,7 +147,7 @@ def _influx(site: Site, cfg: InfluxSinkConfig, where: str, problems: list[str]) 
     add_url(cfg.url)
 
     def make(lg: DurableLog, hook: DeliveredHook | None) -> Sink:
-        return InfluxSink(cfg, site.id, lg, secret=secret, on_delivered=hook)
+        return InfluxSink(cfg, site.id, lg, secret=secret, on_delivered=hook, exact=exact_channels(site.devices))
 
     return make
 

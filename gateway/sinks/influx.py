@@ -17,6 +17,7 @@ import enum
 import logging
 import time
 import urllib.parse
+from collections.abc import Mapping
 
 from gateway.alarms.records import AlarmRecord
 from gateway.processing.records import AggregateRecord
@@ -45,10 +46,11 @@ class Closing(Exception):
     """The gateway is stopping while the server does not take the batch: leave it in the log."""
 
 
-def record_line(rec: LogRecord) -> str | None:
-    """The point of a log record: readings, aggregates, alarm events (not checkpoints); None for other kinds."""
+def record_line(rec: LogRecord, exact: Mapping[str, frozenset[str]] | None = None) -> str | None:
+    """The point of a log record: readings, aggregates, alarm events (not checkpoints); None for other kinds.
+    `exact`: device -> channels written as integer fields (gateway.acquisition.codec.exact_channels)."""
     if isinstance(rec, ReadingRecord):
-        return reading_line(rec.reading)
+        return reading_line(rec.reading, exact.get(rec.reading.device, ()) if exact else ())
     if isinstance(rec, AggregateRecord):
         return aggregate_line(rec.payload)
     if isinstance(rec, AlarmRecord) and not rec.payload.checkpoint:
@@ -70,8 +72,10 @@ class InfluxSink:
         secret: str | None = None,
         writer: Writer | None = None,
         on_delivered: DeliveredHook | None = None,
+        exact: Mapping[str, frozenset[str]] | None = None,
     ):
         self.cfg = cfg
+        self.exact = exact or {}  # device -> exact 64-bit integer channels (integer fields)
         self.name = cfg.name
         self.site_id = site_id
         self.log = log_
@@ -123,7 +127,7 @@ class InfluxSink:
                 return
             items: list[Item] = []
             for rec in records:
-                line = record_line(rec)
+                line = record_line(rec, self.exact)
                 if line is not None:
                     items.append((rec, line))
             if items:

@@ -5,6 +5,9 @@
 - measurement = the profile's kind (dust, cems, ...); tags site and device exactly as in the site file;
 - one field per channel, named as the profile names it: a float (booleans as 0.0/1.0, so a field never changes
   type), or a string for text channels; a value that is None, NaN or infinite is left out (its flag says why);
+  an exact 64-bit integer channel (i64/u64 unscaled; the sink is told which channels, by
+  gateway.acquisition.codec.exact_channels) is an integer field `<n>i`, exact beyond 2^53 (InfluxDB 1.x takes
+  no unsigned `u`, so a u64 value above 2^63-1 is left out); any other int stays a float, no field changes type;
 - one string field `<channel>_flag` per channel with its HJ 212 data flag;
 - the poll timestamp in ms (write with precision=ms). The same reading always gives the same point, so a re-send
   after a crash or an outage overwrites instead of doubling.
@@ -21,7 +24,7 @@ started (epoch ms), event_id, message; time = the event's time.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from gateway.core.model import DeviceReading
@@ -29,6 +32,7 @@ from gateway.core.model import DeviceReading
 _KEY_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
 _MEASUREMENT_ESCAPES = str.maketrans({",": r"\,", " ": r"\ "})
 _keys: dict[str, tuple[str, str]] = {}
+_INT64 = 2**63  # InfluxDB integers are signed 64-bit
 
 
 def escape_key(s: str) -> str:
@@ -66,8 +70,9 @@ def format_value(value: object) -> str | None:
     return '"' + escape_string(str(value)) + '"'
 
 
-def reading_line(reading: DeviceReading) -> str | None:
-    """One point for one poll; None when the reading has no channel at all."""
+def reading_line(reading: DeviceReading, exact: Collection[str] = ()) -> str | None:
+    """One point for one poll; None when the reading has no channel at all. `exact`: the channels written as
+    integer fields (gateway.acquisition.codec.exact_channels)."""
     if not reading.values:
         return None
     parts: list[str] = []
@@ -75,7 +80,12 @@ def reading_line(reading: DeviceReading) -> str | None:
         vkey, fkey = _field_keys(ch)
         value = cv.value
         if value is not None:
-            text = repr(value) if type(value) is float and math.isfinite(value) else format_value(value)
+            if type(value) is float:
+                text = repr(value) if math.isfinite(value) else None
+            elif type(value) is int and ch in exact:  # an exact 64-bit integer channel
+                text = f"{value}i" if -_INT64 <= value < _INT64 else None
+            else:
+                text = format_value(value)
             if text is not None:
                 parts.append(vkey + text)
         parts.append(fkey + '"' + cv.flag.value + '"')

@@ -77,10 +77,11 @@ def test_scan_tries_several_baud_rates_and_parities_with_progress_and_a_summary(
     # a pty takes no parity bit: a setting the port refuses is one line, and the scan goes on
     assert "Traceback" not in r.stderr
     assert sum(ln.startswith("cannot scan ") and " 8E1: " in ln for ln in r.stderr.splitlines()) == 2, r.stderr
-    # a pty delivers at any baud rate, so the simulated device answers at both
+    # the simulated line answers only at its own baud rate, as a real RS-485 slave (plume_sim.ptys.LineSettings)
     assert "id   3 at 19200 8N1: answered" in r.stdout, r.stdout
+    assert "at 9600" not in r.stdout, r.stdout
     summary = r.stdout.strip().splitlines()[-1]
-    assert summary.startswith("found 2 devices: id 3 at 9600 8N1, id 3 at 19200 8N1 (4 settings x 4 ids in "), summary
+    assert summary.startswith("found 1 device: id 3 at 19200 8N1 (4 settings x 4 ids in "), summary
 
 
 def test_scan_on_modbus_tcp_has_a_summary_and_no_serial_hints(tmp_path, procs):

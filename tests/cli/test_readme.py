@@ -19,7 +19,7 @@ import pytest
 
 from .helpers import ROOT
 
-LIVE = ("plume demo", "plume read", "plume scan")
+LIVE = ("plume demo", "plume read", "plume scan", "plume discover")  # discover: test_discover.py
 
 
 def readme_examples() -> list[tuple[str, list[str]]]:

@@ -49,10 +49,10 @@ devices:
 class RawSerial:
     """pyserial on the gateway's end of a pty, read in a thread so the simulator's loop keeps running."""
 
-    def __init__(self, path: str, baudrate: int = 9600):
+    def __init__(self, path: str, baudrate: int = 9600, parity: str = "N"):
         import serial
 
-        self.port = serial.Serial(path, baudrate, timeout=1.0)
+        self.port = serial.Serial(path, baudrate, parity=parity, timeout=1.0)
 
     async def transact(self, request: bytes, expect: int, timeout: float = 1.0) -> bytes:
         """Send a request; return up to `expect` bytes of answer (fewer when the line stays quiet)."""

@@ -14,7 +14,7 @@ from pymodbus.client import AsyncModbusSerialClient
 
 from gateway.site.model import Site
 
-from .helpers import FakeClock, RawSerial, rtu
+from .helpers import RTU_SITE, FakeClock, RawSerial, free_port, rtu
 
 WIRE_REQUEST = bytes.fromhex("01 03 01 F4 00 01 C4 04")
 WIRE_RESPONSE = bytes.fromhex("01 03 02 00 7D 78 65")
@@ -192,3 +192,30 @@ async def test_turnaround_is_configurable(make_site) -> None:
             assert time.monotonic() - start >= 0.2
         finally:
             port.close()
+
+
+@pytest.mark.parametrize("line_parity", ["O", "E"])
+async def test_a_master_at_another_baud_rate_or_parity_hears_nothing(make_site, monkeypatch, line_parity) -> None:
+    """A pty moves bytes at any speed; the simulated line answers only a master at its own baud rate, parity and
+    stop bits, as a slave at other settings sees framing errors. The parity reaches the simulator through the
+    tests' pty shim (tests/ptyparity: a Linux pty drops PARENB)."""
+    import termios
+
+    from tests.ptyparity import sitecustomize as shim
+
+    monkeypatch.setattr(termios, "tcsetattr", shim.tcsetattr)
+    site = make_site(RTU_SITE.replace("baudrate: {baud}}}", f"baudrate: {{baud}}, parity: {line_parity}}}}}"),
+                     baud=19200, port=free_port())
+    other = "N" if line_parity == "E" else "E"
+    async with Simulator(site, seed=1, clock=FakeClock()):
+        for baud, parity, heard in ((9600, line_parity, False), (19200, "N", False), (19200, line_parity, True),
+                                    (115200, line_parity, False), (19200, other, False), (19200, "O", False),
+                                    (19200, line_parity, True)):
+            if parity == "O" and line_parity == "O" and not heard:
+                continue
+            raw = RawSerial(port_of(site), baud, parity)
+            try:
+                answer = await raw.transact(WIRE_REQUEST, len(WIRE_RESPONSE), timeout=0.3)
+            finally:
+                raw.close()
+            assert answer == (WIRE_RESPONSE if heard else b""), (baud, parity)
