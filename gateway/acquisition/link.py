@@ -258,9 +258,11 @@ class ModbusLink:
             raise
         except Exception as exc:  # pymodbus raises ConnectionException / ModbusIOException on a broken link
             self.close()
+            _pass_on_a_lost_cancellation()
             raise ReadError("link", f"link error on {self.where}: {exc}") from None
         finally:
             self._last_end = loop.time()
+        _pass_on_a_lost_cancellation()
         self._failed = False
         if rr.isError():
             code = int(getattr(rr, "exception_code", 0))
@@ -292,6 +294,14 @@ class ModbusLink:
         except ReadError:
             self.bad_frames[device_id] += 1
             raise
+
+
+def _pass_on_a_lost_cancellation() -> None:
+    """pymodbus awaits its answer with asyncio.wait_for, which on Python 3.11 can swallow a cancellation that races
+    the answer: the task is still marked as cancelled (`cancelling()`), so raise it here instead of going on."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def checked_answer(rr: Any, function: int, count: int) -> list[int]:
