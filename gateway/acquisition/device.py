@@ -11,6 +11,8 @@ from gateway.core.model import ChannelValue, DeviceReading, Flag, worst_flag
 from gateway.profile import RegisterSpec, StatusSpec
 from gateway.site.model import ResolvedDevice
 
+# (channel, slice start, slice end, its decoder) or, for a status register, (the register, start, end, None)
+Step = tuple[str | StatusSpec, int, int, Decoder | None]
 ERROR_FLAG = {"timeout": Flag.B, "garbled": Flag.B, "link": Flag.B, "exception": Flag.D}
 
 
@@ -25,11 +27,12 @@ class DeviceDecoder:
         self.kind = device.profile.kind
         self.plan: list[Request] = plan_profile(device.profile) if device.profile.protocol == "modbus" else []
         self._decoders: dict[str, Decoder] = {r.channel: decoder_for(r) for r in device.profile.registers}
+        self._channels = tuple(r.channel for r in device.profile.registers)
+        self._steps: dict[int, tuple[Request, tuple[Step, ...]]] = {}  # id(request) -> (request, its steps)
         self.narrowed: list[str] = []  # requests split at run time because the device refused to read across gaps
 
     def reading(self, ts: int, results: Sequence[tuple[Request, list[int] | ReadError]]) -> DeviceReading:
         values: dict[str, ChannelValue] = {}
-        decoders = self._decoders
         status_flags: list[tuple[StatusSpec, Flag]] = []
         errors: list[str] = []
         for req, result in results:
@@ -40,16 +43,30 @@ class DeviceDecoder:
                     if isinstance(it, RegisterSpec):
                         values[it.channel] = ChannelValue(None, it.unit, flag, str(result))
                 continue
-            for it in req.items:
-                off = it.address - req.address
-                words = result[off : off + it.words]
-                if isinstance(it, StatusSpec):
-                    status_flags.append((it, status_flag(it, words)))
+            known = self._steps.get(id(req))
+            steps = known[1] if known is not None and known[0] is req else self._steps_of(req)
+            for what, off, end, dec in steps:
+                if dec is None:
+                    assert isinstance(what, StatusSpec)
+                    status_flags.append((what, status_flag(what, result[off:end])))
                 else:
-                    values[it.channel] = decoders[it.channel](words)
-        self.apply_status(values, status_flags)
+                    values[what] = dec(result[off:end])  # type: ignore[index]  # a channel name
+        if status_flags:
+            self.apply_status(values, status_flags)
         ok = any(not isinstance(r, ReadError) for _, r in results)
-        return DeviceReading(self.site_id, self.name, self.kind, ts, self.ordered(values), ok, "; ".join(errors))
+        if tuple(values) != self._channels:
+            values = self.ordered(values)
+        return DeviceReading(self.site_id, self.name, self.kind, ts, values, ok, "; ".join(errors))
+
+    def _steps_of(self, req: Request) -> tuple[Step, ...]:
+        """What to do with a request's words, worked out once per request (see Step)."""
+        steps = tuple((it, it.address - req.address, it.address - req.address + it.words, None)
+                      if isinstance(it, StatusSpec) else
+                      (it.channel, it.address - req.address, it.address - req.address + it.words,
+                       self._decoders[it.channel]) for it in req.items)
+        if len(self._steps) < 256:  # plans are small and fixed; a narrowed plan adds a few requests
+            self._steps[id(req)] = (req, steps)  # the request is kept, so its id is not reused
+        return steps
 
     def from_frame(self, ts: int, words: list[int]) -> DeviceReading:
         values = {r.channel: decode(r, words[r.address : r.address + r.words]) for r in self.profile.registers}

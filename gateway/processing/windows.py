@@ -230,6 +230,32 @@ class _Acc:
         if cou is not None:
             self.cou = cou if self.cou is None else self.cou + cou
 
+    def add_raw(self, v: float | None, flag: Flag) -> None:
+        """`add(v, v, v, flag, None)` for one raw value (a minute's input), with the sums of an arithmetic mean
+        inlined: this runs for every value of every poll."""
+        self.n += 1
+        if v is None:
+            self.flags[flag if flag is not Flag.N else Flag.B] += 1
+            return
+        if flag is not Flag.N:
+            self.flags[flag] += 1
+        if self.mode != "linear":
+            self.all.add(self.mode, v, v, v)
+            if flag is Flag.N or flag is Flag.T:
+                self.vals.add(self.mode, v, v, v)
+            if flag is Flag.N:
+                self.valid += 1
+            return
+        for s in (self.all, self.vals) if flag is Flag.N or flag is Flag.T else (self.all,):
+            s.cnt += 1
+            s.s1 += v
+            if s.lo is None or v < s.lo:
+                s.lo = v
+            if s.hi is None or v > s.hi:
+                s.hi = v
+        if flag is Flag.N:
+            self.valid += 1
+
     def result(self, required: int, minute_h: float | None, min_n: int = 0) -> ChannelAggregate:
         s = self.vals if self.vals.cnt else self.all
         avg = s.mean(self.mode)
@@ -322,14 +348,23 @@ class WindowEngine:
         minute = dev.open.get("1m")
         if minute is None:
             minute = self._open(dev, "1m", ts)
+        excluded, accs, isfinite = self._excluded, minute.accs, math.isfinite
         for ch, cv in reading.values.items():
-            if isinstance(cv.value, str) or self._exclude(ch):
+            value = cv.value
+            if isinstance(value, str):
                 continue
-            acc = minute.accs.get(ch)
+            ex = excluded.get(ch)
+            if ex is None:
+                ex = self._exclude(ch)
+            if ex:
+                continue
+            acc = accs.get(ch)
             if acc is None:
-                acc = minute.accs[ch] = _Acc(cv.unit)
-            v = _finite(cv.value)
-            acc.add(v, v, v, cv.flag, None)
+                acc = accs[ch] = _Acc(cv.unit)
+            if type(value) is float:
+                acc.add_raw(value if isfinite(value) else None, cv.flag)
+            else:
+                acc.add_raw(_finite(value), cv.flag)
         return out
 
     def feed_many(self, readings: Iterable[DeviceReading]) -> list[WindowAggregate]:

@@ -72,23 +72,28 @@ def format_value(value: object) -> str | None:
 
 def reading_line(reading: DeviceReading, exact: Collection[str] = ()) -> str | None:
     """One point for one poll; None when the reading has no channel at all. `exact`: the channels written as
-    integer fields (gateway.acquisition.codec.exact_channels)."""
+    integer fields (gateway.acquisition.codec.exact_channels). Runs for every poll: the field keys come from a
+    per-channel cache and a finite float (the usual value) takes the direct path."""
     if not reading.values:
         return None
     parts: list[str] = []
+    append = parts.append
+    keys = _keys
+    isfinite = math.isfinite
     for ch, cv in reading.values.items():
-        vkey, fkey = _field_keys(ch)
+        pair = keys.get(ch) or _field_keys(ch)
         value = cv.value
-        if value is not None:
-            if type(value) is float:
-                text = repr(value) if math.isfinite(value) else None
-            elif type(value) is int and ch in exact:  # an exact 64-bit integer channel
-                text = f"{value}i" if -_INT64 <= value < _INT64 else None
+        if type(value) is float:
+            if isfinite(value):
+                append(pair[0] + repr(value))
+        elif value is not None:
+            if type(value) is int and ch in exact:  # an exact 64-bit integer channel
+                text: str | None = f"{value}i" if -_INT64 <= value < _INT64 else None
             else:
                 text = format_value(value)
             if text is not None:
-                parts.append(vkey + text)
-        parts.append(fkey + '"' + cv.flag.value + '"')
+                append(pair[0] + text)
+        append(pair[1] + '"' + cv.flag + '"')
     return (
         f"{escape_measurement(reading.kind)},site={escape_key(reading.site)},device={escape_key(reading.device)} "
         f"{','.join(parts)} {reading.ts}"

@@ -57,11 +57,11 @@ def schema_key(reading: DeviceReading) -> SchemaKey:
 
 def encode(record_id: int, seq: int, schema_id: int, reading: DeviceReading) -> Row:
     values = reading.values.values()
-    flags = "".join([cv.flag.value for cv in values])
+    flags = "".join([cv.flag for cv in values])  # Flag is a StrEnum: its members are their letters
     vals = _dumps([cv.value for cv in values])
     extra: str | None = None
-    notes = {ch: cv.note for ch, cv in reading.values.items() if cv.note}
-    if not reading.ok or reading.error or notes:
+    if not reading.ok or reading.error or any([cv.note for cv in values]):
+        notes = {ch: cv.note for ch, cv in reading.values.items() if cv.note}
         extra = _dumps({"ok": reading.ok, "error": reading.error, "notes": notes})
     return (record_id, reading.ts, seq, schema_id, flags, vals, extra)
 

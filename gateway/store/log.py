@@ -6,8 +6,9 @@
   waits about one commit and slow storage gets larger transactions, not a queue. `commit_interval_ms` > 0 adds a
   minimum spacing between transactions.
 - Committed records are handed to consumers from an in-memory tail (no read-back, no decoding) while they keep
-  up (the tail is bounded in records and in channel values, so wide devices do not inflate memory); a consumer
-  that fell behind (outage, restart) reads from the database in batches.
+  up. The tail holds only what some consumer has not acknowledged yet, and at most `tail_size` records and
+  `tail_values` channel values (so wide devices do not inflate memory); a consumer that fell behind (outage,
+  restart) reads from the database in batches.
 - All SQLite work runs on one worker thread, so a slow SD card never stalls the event loop (acquisition timing).
 - The disk cap drops the oldest rows, delivered or not; what a consumer had not yet delivered is counted as
   dropped for it, logged and kept in its cursor row (it survives restarts). Records of `KEPT_KINDS` (the audit
@@ -99,6 +100,7 @@ class LogStats:
     lost: int = 0  # readings refused while the memory buffer was full (never in the log)
     max_buffered: int = 0
     disk_free: int | None = None  # bytes free on the log's file system (at the last check)
+    tail: int = 0  # committed records held in memory for consumers that have not acknowledged them
 
 
 class DurableLog:
@@ -611,6 +613,7 @@ class DurableLog:
             lost=self.lost,
             max_buffered=self.config.max_buffered,
             disk_free=self._disk_free,
+            tail=len(self._tail),
         )
 
     # --- disk cap and retention ------------------------------------------------------------------------------
@@ -754,9 +757,15 @@ class DurableLog:
             self._drop_tail_front(min(len(tail), self.first_id - tail[0].id))
 
     def _bound_tail(self) -> None:
-        """Keep at most `tail_size` records and `tail_values` channel values in memory (with some slack, so
-        trimming happens in steps): wide devices must not make the tail a memory hog."""
+        """Keep in memory only records some consumer has not acknowledged, and at most `tail_size` records and
+        `tail_values` channel values (with some slack, so trimming happens in steps): wide devices must not make
+        the tail a memory hog. A consumer only ever reads again after its acknowledged id (a reconnect, a retry),
+        so what every consumer acknowledged is never read from the tail again."""
         tail = self._tail
+        if tail and self._consumers:
+            done = min(c.acked for c in self._consumers.values())
+            if done >= tail[0].id:
+                self._drop_tail_front(min(len(tail), done - tail[0].id + 1))
         if len(tail) > self._tail_size + 512:
             self._drop_tail_front(len(tail) - self._tail_size)
         if self._tail_values > self._tail_value_budget * 5 // 4:

@@ -23,7 +23,6 @@ from gateway.profile import Profile  # noqa: E402
 from gateway.site.model import ResolvedDevice  # noqa: E402
 
 REGISTERS = 50
-POLLS = int(sys.argv[1]) if len(sys.argv) > 1 else 2000  # 0: start-up only (subtract it)
 
 
 def decoder() -> DeviceDecoder:
@@ -37,14 +36,15 @@ def decoder() -> DeviceDecoder:
 
 
 def main() -> None:
+    polls = int(sys.argv[1]) if len(sys.argv) > 1 else 2000  # 0: start-up only (subtract it)
     dec = decoder()
     req = dec.plan[0]
     words = [(i * 37) % 5000 for i in range(REGISTERS)]
     t = time.perf_counter()
-    for n in range(POLLS):
+    for n in range(polls):
         dec.reading(n, [(req, words)])
     took = time.perf_counter() - t
-    print(f"{POLLS} polls x {REGISTERS} registers: {took / max(POLLS * REGISTERS, 1) * 1e6:.2f} us a value")
+    print(f"{polls} polls x {REGISTERS} registers: {took / max(polls * REGISTERS, 1) * 1e6:.2f} us a value")
 
 
 if __name__ == "__main__":

@@ -201,3 +201,29 @@ def test_codec_round_trip(chs: dict[str, tuple[object, Flag, str, str]], ok: boo
     rts, flags, vals, extra = row[1], row[4], row[5], row[6]
     back = decode(schema, rts, flags, vals, extra)
     assert back == r
+
+
+async def test_memory_holds_only_what_some_sink_has_not_acknowledged(tmp_path: Path) -> None:
+    log = await open_log(tmp_path / "log.sqlite", ["a", "b"])
+    try:
+        for i in range(100):
+            log.append(reading(f"d{i % 3}", T0 + i * 100))
+        await log.flush()
+        assert log.stats().tail == 100
+        log.ack(log.consumer("a"), 100)
+        log.ack(log.consumer("b"), 40)
+        log.append(reading("d0", T0 + 100_000))
+        await log.flush()
+        assert log.stats().tail == 61, "records every sink acknowledged are not kept in memory"
+        behind = await log.read(40, 100)
+        assert [r.id for r in behind] == list(range(41, 102))
+        again = await log.read(10, 5)  # a reader further back gets the same records from the database
+        assert [(r.id, r.reading.values) for r in again] == [  # type: ignore[attr-defined]
+            (i, reading(f"d{(i - 1) % 3}", T0 + (i - 1) * 100).values) for i in range(11, 16)]
+        log.ack(log.consumer("a"), 101)
+        log.ack(log.consumer("b"), 101)
+        log.append(reading("d1", T0 + 100_100))
+        await log.flush()
+        assert log.stats().tail == 1
+    finally:
+        await log.close()
