@@ -1,27 +1,21 @@
 """The two InfluxDB write transports. Each answers a write with (HTTP status, server message) or raises
 `TransportError` when no answer came (refused, reset, timeout) — the sink decides what a status means.
 
-- v1 `/write?db=&rp=&precision=ms`: InfluxDB 1.x and every v1-compatible endpoint (2.x, 3.x, VictoriaMetrics).
-  User and password go in a Basic auth header, never in the URL (which ends up in logs).
-- v2 `/api/v2/write?org=&bucket=&precision=ms` (InfluxDB 2.x, 3.x, 1.8+ with a token): the body is our line
-  protocol either way, so no client library is needed (influxdb-client would add aiohttp, reactivex and ~20 MB of
-  RSS for the same POST). The token goes in an `Authorization: Token` header.
-
-Both post through `gateway.sinks.http1` (one kept-alive HTTP/1.1 connection on asyncio streams): httpx would cost
-the gateway ~6 MB of RSS for the same POST.
+- v1 `/write?db=&rp=&precision=ms` through httpx: InfluxDB 1.x and every v1-compatible endpoint (2.x, 3.x,
+  VictoriaMetrics). User and password go in a Basic auth header, never in the URL (which ends up in logs).
+- v2 `/api/v2/write?org=&bucket=&precision=ms` through the same httpx (InfluxDB 2.x, 3.x, 1.8+ with a token):
+  the body is our line protocol either way, so no client library is needed (influxdb-client would add aiohttp,
+  reactivex and ~20 MB of RSS for the same POST). The token goes in an `Authorization: Token` header.
 """
 
 from __future__ import annotations
 
-import base64
 import gzip
 import json
 import ssl
-from typing import Protocol
-from urllib.parse import urlencode
+from typing import Any, Protocol
 
 from gateway.sinks.config import InfluxSinkConfig
-from gateway.sinks.http1 import Http1Client, NoAnswer
 
 
 class TransportError(Exception):
@@ -38,44 +32,47 @@ class Writer(Protocol):
     async def create_database(self) -> tuple[int, str]: ...
 
 
-def _ssl(cfg: InfluxSinkConfig) -> ssl.SSLContext | None:
-    """The TLS context of an https URL: the system's CA store, `ca_file`, or (verify_tls false) no checks."""
-    if not cfg.url.lower().startswith("https:"):
-        return None
+def _ssl(cfg: InfluxSinkConfig) -> ssl.SSLContext | bool:
     if not cfg.verify_tls:
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        return ctx
-    return ssl.create_default_context(cafile=cfg.ca_file or None)
+        return False
+    if cfg.ca_file:
+        return ssl.create_default_context(cafile=cfg.ca_file)
+    return True
 
 
 class _HttpWriter:
-    """One kept-alive connection to one write endpoint; `_post` turns "no answer" into TransportError."""
+    """One httpx client for one write endpoint; `_post` turns "no answer" into TransportError."""
 
     def __init__(self, cfg: InfluxSinkConfig):
         self.cfg = cfg
-        self._client: Http1Client | None = None
+        self._client: Any = None
 
-    def _headers(self) -> dict[str, str]:
+    def _client_options(self) -> dict[str, Any]:
         return {}
 
     async def open(self) -> None:
-        self._client = Http1Client(self.cfg.url, self.cfg.timeout_s, _ssl(self.cfg), self._headers())
+        import httpx
+
+        self._client = httpx.AsyncClient(
+            base_url=self.cfg.url.rstrip("/"), timeout=self.cfg.timeout_s, verify=_ssl(self.cfg),
+            **self._client_options(),
+        )
 
     async def close(self) -> None:
         if self._client is not None:
-            await self._client.close()
+            await self._client.aclose()
             self._client = None
 
-    async def _post(self, path: str, body: bytes, headers: dict[str, str],
-                    params: dict[str, str] | None = None) -> tuple[int, str]:
-        assert self._client is not None, "open() first"
+    async def _post(self, path: str, **kwargs: Any) -> tuple[int, str]:
+        import httpx
+
         try:
-            status, text = await self._client.post(path, body, params, headers)
-        except NoAnswer as exc:
-            raise TransportError(str(exc)) from None
-        return status, _message(text)
+            r = await self._client.post(path, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise TransportError(f"timed out after {self.cfg.timeout_s:g} s ({type(exc).__name__})") from None
+        except httpx.TransportError as exc:
+            raise TransportError(str(exc) or type(exc).__name__) from None
+        return r.status_code, _message(r.text)
 
     def _body(self, body: str) -> tuple[bytes, dict[str, str]]:
         data = body.encode()
@@ -109,20 +106,18 @@ class V1Writer(_HttpWriter):
             params["rp"] = cfg.retention_policy
         self._params = params
 
-    def _headers(self) -> dict[str, str]:
-        if not self.cfg.username:
-            return {}
-        login = base64.b64encode(f"{self.cfg.username}:{self._password or ''}".encode()).decode("ascii")
-        return {"Authorization": f"Basic {login}"}
+    def _client_options(self) -> dict[str, Any]:
+        import httpx
+
+        return {"auth": httpx.BasicAuth(self.cfg.username, self._password or "") if self.cfg.username else None}
 
     async def write(self, body: str) -> tuple[int, str]:
         data, headers = self._body(body)
-        return await self._post("/write", data, headers, self._params)
+        return await self._post("/write", params=self._params, content=data, headers=headers)
 
     async def create_database(self) -> tuple[int, str]:
         name = (self.cfg.database or "").replace("\\", "\\\\").replace('"', '\\"')
-        form = urlencode({"q": f'CREATE DATABASE "{name}"'}).encode("ascii")
-        return await self._post("/query", form, {"Content-Type": "application/x-www-form-urlencoded"})
+        return await self._post("/query", data={"q": f'CREATE DATABASE "{name}"'})
 
 
 class V2Writer(_HttpWriter):
@@ -133,12 +128,12 @@ class V2Writer(_HttpWriter):
         self._params = {"org": cfg.org or "-", "bucket": cfg.bucket or "", "precision": "ms"}
         self._token = token
 
-    def _headers(self) -> dict[str, str]:
-        return {"Authorization": f"Token {self._token}"} if self._token else {}
+    def _client_options(self) -> dict[str, Any]:
+        return {"headers": {"Authorization": f"Token {self._token}"}} if self._token else {}
 
     async def write(self, body: str) -> tuple[int, str]:
         data, headers = self._body(body)
-        return await self._post("/api/v2/write", data, headers, self._params)
+        return await self._post("/api/v2/write", params=self._params, content=data, headers=headers)
 
     async def create_database(self) -> tuple[int, str]:
         return 501, "v2 buckets are not created by the gateway"
