@@ -99,8 +99,10 @@ def test_ctrl_c_prints_what_was_found_so_far(tmp_path, procs):
            "--parity", "N", "--ids", "1-247", "--timeout", "0.2"]
     import os
 
+    # Ctrl-C's default action in the child even when the suite was started in the background (a shell starts
+    # background jobs with SIGINT ignored, and Python then installs no KeyboardInterrupt handler)
     p = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **SHIM}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True)
+                         text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert p.stderr is not None
         for line in p.stderr:
