@@ -7,12 +7,11 @@ import asyncio
 import re
 import time
 
-import httpx
 from plume_sim import Simulator
 
 from gateway.acquisition.poller import Acquisition
 from gateway.health import HealthMonitor, serve_metrics
-from gateway.localservers import free_port
+from gateway.localservers import free_port, loopback_http
 from gateway.sinks.lineproto import health_lines
 from gateway.store.log import DurableLog
 
@@ -41,7 +40,8 @@ async def test_bad_frames_resyncs_and_skipped_polls_reach_health_mqtt_influx_and
         stop = serve_metrics(HealthMonitor(site.id, lg, [], lambda: acq), port)
         try:
             snap = await HealthMonitor(site.id, lg, [], lambda: acq).snapshot()
-            text = await asyncio.to_thread(lambda: httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text)
+            url = f"http://127.0.0.1:{port}/metrics"
+            text = await asyncio.to_thread(lambda: loopback_http().get(url, timeout=5).text)
         finally:
             stop()
             task.cancel()

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from gateway.localservers import loopback_http
 from tests.cockpit.browser import DESKTOP, need_browser, screenshot, start_browser, wait_until
 from tests.cockpit.rig import SCREENSHOTS, CockpitRig, login
 from tests.pipeline.conftest import procs
@@ -79,6 +80,5 @@ def test_the_alarm_page_shows_the_cameras_picture_and_says_which_camera_did_not_
 
 
 def httpx_anonymous(url: str) -> int:
-    import httpx
 
-    return httpx.get(url, follow_redirects=False).status_code
+    return loopback_http().get(url, follow_redirects=False).status_code

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from gateway.alarms.snapshots import Picture
-from gateway.localservers import make_tls
+from gateway.localservers import loopback_http, make_tls
 from gateway.store.log import DurableLog
 from tests.alarms.test_email import HERE, PW, kinds
 from tests.pipeline.helpers import Proc, gateway_cmd, script, sim_control
@@ -185,9 +185,9 @@ def test_the_camera_simulator_serves_decodable_jpegs_with_digest_auth(tmp_path):
     try:
         cam.wait_output("ready")
         url = f"http://127.0.0.1:{port}/ISAPI/Streaming/channels/101/picture"
-        assert httpx.get(url).status_code == 401
-        assert httpx.get(url, auth=httpx.DigestAuth("admin", "nope")).status_code == 401
-        a, b = (httpx.get(url, auth=httpx.DigestAuth("admin", "pw")) for _ in range(2))
+        assert loopback_http().get(url).status_code == 401
+        assert loopback_http().get(url, auth=httpx.DigestAuth("admin", "nope")).status_code == 401
+        a, b = (loopback_http().get(url, auth=httpx.DigestAuth("admin", "pw")) for _ in range(2))
         assert a.status_code == 200 and a.headers["content-type"] == "image/jpeg"
         assert a.content.startswith(b"\xff\xd8") and a.content != b.content, "a new frame each time"
         djpeg = subprocess.run(["djpeg", "-pnm"], input=a.content, capture_output=True, check=False) \

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from gateway.alarms.sms_text import sms_length
+from gateway.localservers import loopback_http
 from tests.pipeline.helpers import FastClock, Proc, gateway_cmd, script, sim_control
 from tests.pipeline.servers import free_port, wait_for
 
@@ -93,10 +94,8 @@ class SmsRig:
         return list(seen.values())
 
     def acknowledge(self, alarm_id: str) -> None:
-        import httpx
-
-        r = httpx.post(f"http://127.0.0.1:{self.cockpit}/api/alarms/ack", json={"alarm_id": alarm_id, "by": "王工"},
-                       timeout=10)
+        r = loopback_http().post(f"http://127.0.0.1:{self.cockpit}/api/alarms/ack",
+                                 json={"alarm_id": alarm_id, "by": "王工"}, timeout=10)
         assert r.status_code == 200, r.text
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from gateway.localservers import free_port
+from gateway.localservers import free_port, loopback_http
 from gateway.store.config import LOG_FILE
 from tests.pipeline.helpers import Proc, log_records, match_truth, read_truth
 from tests.pipeline.servers import wait_for
@@ -52,7 +52,7 @@ def site_text(tmp: Path, sim_port: int, dead_port: int, interval: float) -> str:
 
 def metrics(port: int) -> str:
     try:
-        return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        return loopback_http().get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     except httpx.HTTPError:
         return ""
 

@@ -21,10 +21,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
 
+from gateway.localservers import loopback_http
 from gateway.pipeline.consumers import build_consumers
 from gateway.site.load import load_site
 
@@ -319,8 +319,8 @@ def test_the_stack_runs_without_docker(tmp_path: Path, stack_broker: StackBroker
         assert gw.poll() is None, (tmp_path / "gateway.log").read_text()
 
         def series() -> list[str]:
-            httpx.get(f"http://127.0.0.1:{vm_port}/internal/force_flush", timeout=5)
-            r = httpx.get(f"http://127.0.0.1:{vm_port}/api/v1/label/__name__/values", timeout=5)
+            loopback_http().get(f"http://127.0.0.1:{vm_port}/internal/force_flush", timeout=5)
+            r = loopback_http().get(f"http://127.0.0.1:{vm_port}/api/v1/label/__name__/values", timeout=5)
             return list(r.json().get("data", []))
 
         wait_until(lambda: {"dust_pm10", "cems_so2"} <= set(series()), 20, "points in the InfluxDB v2 sink")

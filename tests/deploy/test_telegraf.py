@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from gateway.core.model import ChannelValue, DeviceReading, Flag
+from gateway.localservers import loopback_http
 from gateway.profile import builtin_profile_names, load_profile
 from gateway.sinks.config import MqttSinkConfig
 from gateway.sinks.contract import data_payload, data_topic
@@ -238,18 +239,18 @@ class Influx:
 
     def _ping(self) -> bool:
         try:
-            return httpx.get(f"{self.url}/ping", timeout=0.5).status_code == 204
+            return loopback_http().get(f"{self.url}/ping", timeout=0.5).status_code == 204
         except httpx.HTTPError:
             return False
 
     def write(self, db: str, lines: list[str], precision: str) -> None:
-        httpx.post(f"{self.url}/query", data={"q": f'CREATE DATABASE "{db}"'}, timeout=10).raise_for_status()
-        r = httpx.post(f"{self.url}/write", params={"db": db, "precision": precision}, content="\n".join(lines),
-                       timeout=10)
+        loopback_http().post(f"{self.url}/query", data={"q": f'CREATE DATABASE "{db}"'}, timeout=10).raise_for_status()
+        r = loopback_http().post(f"{self.url}/write", params={"db": db, "precision": precision},
+                                 content="\n".join(lines), timeout=10)
         assert r.status_code == 204, r.text
 
     def dump(self, db: str) -> dict[str, list[dict[str, object]]]:
-        r = httpx.post(f"{self.url}/query", params={"db": db, "epoch": "ns"},
+        r = loopback_http().post(f"{self.url}/query", params={"db": db, "epoch": "ns"},
                        data={"q": "SELECT * FROM /.*/ GROUP BY *"}, timeout=10)
         out: dict[str, list[dict[str, object]]] = {}
         for s in r.json()["results"][0].get("series", []):

@@ -34,9 +34,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import httpx
-
 from gateway.core.model import ChannelValue, DeviceReading, Flag
+from gateway.localservers import loopback_http
 from gateway.site.load import assemble, load_site
 from gateway.site.model import Site
 from gateway.store.records import ReadingRecord
@@ -138,7 +137,8 @@ class Filled:
         return dict(json.loads(self.answers[q]))
 
     def _ask(self, q: str) -> str:
-        r = httpx.post(f"{self.influx.url}/query", params={"db": DB, "epoch": "ms"}, data={"q": q}, timeout=30)
+        r = loopback_http().post(f"{self.influx.url}/query", params={"db": DB, "epoch": "ms"}, data={"q": q},
+                                 timeout=30)
         assert r.status_code == 200 or "error" in r.text, f"HTTP {r.status_code}: {r.text[:500]}"
         results = r.json().get("results") or [{"error": r.json().get("error", r.text)}]
         assert len(results) == 1, f"one statement expected, got {len(results)}"
@@ -319,7 +319,8 @@ def fill(tmp: Path) -> Iterator[Filled]:
         if influx.count("plume_site", "lat") == 0:
             lines = "\n".join(f'plume_site,site={sid} lat={lat},lon={lon},name="{sid}" {int(time.time() * 1000)}'
                               for sid, (lat, lon) in SITES.items())
-            r = httpx.post(f"{influx.url}/write", params={"db": DB, "precision": "ms"}, content=lines, timeout=10)
+            r = loopback_http().post(f"{influx.url}/write", params={"db": DB, "precision": "ms"}, content=lines,
+                                     timeout=10)
             assert r.status_code == 204, r.text
         yield Filled(influx, files, started, spans)
     finally:

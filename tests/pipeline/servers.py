@@ -17,10 +17,10 @@ from typing import Any
 import httpx
 
 from gateway.localservers import InfluxDB as _InfluxDB
-from gateway.localservers import Mosquitto, Server, TlsFiles, free_port, make_passwd, make_tls, port_open
+from gateway.localservers import Mosquitto, Server, TlsFiles, free_port, loopback_http, make_passwd, make_tls, port_open
 
 __all__ = ["InfluxDB", "Mosquitto", "MqttCollector", "Server", "TlsFiles", "VictoriaMetrics", "free_port", "have",
-           "make_passwd", "make_tls", "port_open", "wait_for"]
+           "loopback_http", "make_passwd", "make_tls", "port_open", "wait_for"]
 
 
 def wait_for(cond: Callable[[], object], timeout: float = 10.0, what: str = "condition", interval: float = 0.02) -> Any:
@@ -67,14 +67,14 @@ class VictoriaMetrics(Server):
 
     def ready(self) -> bool:
         try:
-            return httpx.get(f"{self.url}/health", timeout=0.5).status_code == 200
+            return loopback_http().get(f"{self.url}/health", timeout=0.5).status_code == 200
         except httpx.HTTPError:
             return False
 
     def export(self, match: str) -> list[dict[str, Any]]:
         """Series matching a selector, as /api/v1/export JSON lines (metric, values, timestamps)."""
-        httpx.get(f"{self.url}/internal/force_flush", timeout=10)
-        r = httpx.post(f"{self.url}/api/v1/export", data={"match[]": match}, timeout=30)
+        loopback_http().get(f"{self.url}/internal/force_flush", timeout=10)
+        r = loopback_http().post(f"{self.url}/api/v1/export", data={"match[]": match}, timeout=30)
         r.raise_for_status()
         return [json.loads(line) for line in r.text.splitlines() if line.strip()]
 

@@ -8,10 +8,8 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
-
 from .helpers import Proc, gateway_cmd, sim_cmd
-from .servers import free_port, wait_for
+from .servers import free_port, loopback_http, wait_for
 
 SITE = """\
 site: {{id: faults-site}}
@@ -49,7 +47,7 @@ def test_a_byte_count_0_answer_does_not_stop_plume_run(tmp_path: Path, procs: Ca
     gw.wait_output("running:")
 
     def scraped() -> str:
-        return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        return loopback_http().get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
 
     def enough() -> bool:
         assert gw.running(), gw.output()[-3000:]

@@ -13,10 +13,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from gateway.core.model import DeviceReading
+from gateway.localservers import loopback_http
 from gateway.pipeline.gateway import Gateway
 from gateway.site.model import Site
 
@@ -56,7 +56,7 @@ async def until(cond: Callable[[], object], timeout: float = 30.0, what: str = "
 
 
 def scrape(port: int) -> dict[str, float]:
-    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    text = loopback_http().get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     out = {}
     for line in text.splitlines():
         m = re.match(r"^(plume_\w+)\{(.*)\} (\S+)$", line)

@@ -17,11 +17,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from .helpers import Proc, gateway_cmd, log_records, match_truth, need, read_truth, sim_cmd, sim_control
-from .servers import InfluxDB, Mosquitto, MqttCollector, free_port, wait_for
+from .servers import InfluxDB, Mosquitto, MqttCollector, free_port, loopback_http, wait_for
 
 DEVICES = {"dust-1": "dust", "so2-1": "cems", "stack-1": "cems"}
 INTERVAL_S = 0.2
@@ -105,7 +104,7 @@ class Rig:
         return self.gateway
 
     def metrics(self) -> dict[str, float]:
-        text = httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).text
+        text = loopback_http().get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).text
         out = {}
         for line in text.splitlines():
             m = re.match(r'^(plume_\w+)\{.*?(?:sink|device)="([^"]+)".*\} (\S+)$', line)
