@@ -13,6 +13,7 @@ Which channels feed which formula is data: `StackConfig` in the site file, with 
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from gateway.core.model import ChannelValue, DeviceReading, Flag, worst_flag
+from gateway.core.model import FLAG_SEVERITY, ChannelValue, DeviceReading, Flag, worst_flag
 from gateway.core.strict import Strict
 from gateway.processing import units
 
@@ -148,6 +149,7 @@ REF = re.compile(r"^(?:(?P<device>[A-Za-z0-9][A-Za-z0-9_.-]*)\.)?(?P<channel>[a-
 Ref = float | str
 
 
+@functools.lru_cache(maxsize=1024)  # a stack's few references, parsed again for every reading otherwise
 def parse_ref(ref: str, default_device: str) -> tuple[str, str]:
     """`channel` (of the stack's own device) or `device.channel` -> (device, channel)."""
     m = REF.match(ref)
@@ -291,12 +293,17 @@ class Term:
 
 def apply(fn: Callable[..., float], *terms: Term) -> Term:
     """fn over the values; the worst flag of all inputs; None (with a D flag and the reason) if fn refuses."""
-    flag = worst_flag(*(t.flag for t in terms))
-    missing = next((t for t in terms if t.value is None), None)
+    flag = Flag.N
+    missing: Term | None = None
+    for t in terms:  # one pass (it runs for every derived value of every stack reading)
+        if t.flag is not Flag.N and FLAG_SEVERITY[t.flag] > FLAG_SEVERITY[flag]:
+            flag = t.flag
+        if missing is None and t.value is None:
+            missing = t
     if missing is not None:
         return Term(None, flag if flag is not Flag.N else Flag.B, missing.note or "input missing")
     try:
-        return Term(fn(*(t.value for t in terms)), flag)
+        return Term(fn(*[t.value for t in terms]), flag)
     except O2GuardError:
         raise
     except CemsError as exc:

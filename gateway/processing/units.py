@@ -16,9 +16,18 @@ _AMOUNTS = {"mg", "g", "kg", "t", "m3", "Nm3", "L"}  # what a rate may be a rate
 VOLUME_MIXING = {"ppm": 1.0, "ppb": 1e-3, "ppt": 1e-6}  # base ppm (gas volume mixing ratios)
 
 
+_NORMED: dict[str, str] = {}
+
+
 def norm(unit: str) -> str:
-    """Canonical spelling: `μg/m³` and `ug/m3` are the same unit."""
-    return unit.strip().translate(_ALIASES)
+    """Canonical spelling: `μg/m³` and `ug/m3` are the same unit. (Remembered: a site has a few unit spellings and
+    the CEMS stage asks for them on every reading.)"""
+    got = _NORMED.get(unit)
+    if got is None:
+        got = unit.strip().translate(_ALIASES)
+        if len(_NORMED) < 1024:
+            _NORMED[unit] = got
+    return got
 
 
 def _family_key(unit: str) -> tuple[dict[str, float], str] | None:
