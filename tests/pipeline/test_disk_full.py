@@ -131,7 +131,9 @@ def test_full_disk_is_recognised_bounded_survives_sigterm_and_recovers(
         wait_for(lambda: health.log().get("committed", 0) > 20, 20, "commits before the disk fills")
         filler = fill(small_disk, "filler")
         gw.wait_output("disk is full", timeout=20)
-        wait_for(lambda: health.log().get("lost", 0) > 0, 30, "readings refused once the memory buffer is full")
+        # the other writer keeps the disk full: what the log frees by dropping its oldest readings is taken again
+        wait_for(lambda: fill(small_disk, "filler") and health.log().get("lost", 0) > 0, 30,
+                 "readings refused once the memory buffer is full")
         snap = health.log()
         assert snap["disk_full"] and snap["max_buffered"] == MAX_BUFFERED, snap
         assert snap["buffered"] <= MAX_BUFFERED + 50, snap  # bounded (+ records of other kinds)
@@ -149,7 +151,8 @@ def test_full_disk_is_recognised_bounded_survives_sigterm_and_recovers(
         # --- 3. full again, and SIGTERM: a clean stop that says how many readings could not be committed ----------
         lost = health.log()["lost"]
         filler = fill(small_disk, "filler")
-        wait_for(lambda: health.log().get("lost", 0) > lost, 60, "the disk full again")
+        wait_for(lambda: fill(small_disk, "filler") and health.log().get("lost", 0) > lost, 60, "the disk full again")
+        fill(small_disk, "filler")
         code = gw.terminate()
         out = gw.output()
         assert code == 0, out[-3000:]
