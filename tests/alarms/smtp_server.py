@@ -13,11 +13,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import ssl
 from pathlib import Path
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+
+
+def _write(path: Path, content: bytes) -> None:
+    """Whole or not at all: a test polling the folder must never read a message half written."""
+    part = path.with_name(f".{path.name}.part")
+    part.write_bytes(content)
+    os.replace(part, path)
 
 
 class Handler:
@@ -29,13 +37,13 @@ class Handler:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.seen += 1
         if self.seen <= self.refuse:
-            (self.out / f"refused-{self.seen}.eml").write_bytes(envelope.content)
+            _write(self.out / f"refused-{self.seen}.eml", envelope.content)
             return f"{self.code} {'try again later' if self.code < 500 else 'mailbox unavailable'}"
         if self.hold_first and self.accepted == 0 and not (self.out / "held-1.eml").exists():
-            (self.out / "held-1.eml").write_bytes(envelope.content)
+            _write(self.out / "held-1.eml", envelope.content)
             await asyncio.sleep(self.hold_first)
         self.accepted += 1
-        (self.out / f"{self.accepted:03d}.eml").write_bytes(envelope.content)
+        _write(self.out / f"{self.accepted:03d}.eml", envelope.content)
         return "250 OK"
 
 
