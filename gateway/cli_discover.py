@@ -26,7 +26,8 @@ def discover_command(
                                           show_default=False)] = ",".join(map(str, BAUD_RATES)),
     parity: Annotated[str, typer.Option(help="Parities to try, in order.")] = ",".join(PARITIES),
     ids: Annotated[str, typer.Option(help="Slave ids to try, e.g. 1-247 or 1,2,5-9.")] = "1-247",
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for each id.")] = 0.2,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for each id (a device that answered gets at least "
+                                           "0.5 s per register while its profile is worked out).")] = 0.2,
     first: Annotated[bool, typer.Option("--first", help="Stop at the first device found on each line.")] = False,
     all_settings: Annotated[bool, typer.Option(
         "--all-settings", help="Go on with the other settings after one where devices answered.")] = False,

@@ -101,6 +101,13 @@ def _plausible(spec: RegisterSpec, words: list[int]) -> str:
     return ""
 
 
+def fit_timeout(sweep_timeout_s: float) -> float:
+    """How long to wait for each register of a device that has answered. The sweep's timeout is kept short so that
+    247 silent ids go by quickly; one late answer from a device known to be there (a busy line, a slow converter)
+    must not make its profile look wrong."""
+    return max(0.5, 2 * sweep_timeout_s)
+
+
 async def fit(link: ModbusLink, address: int, profile: Profile, timeout_s: float) -> Fit:
     """Read each register of the profile once; stop at the first one that does not answer plausibly."""
     requests = one_request_per_item(profile)
@@ -143,8 +150,8 @@ async def discover_line(port: str, found: list[FoundDevice], *, baudrates: list[
                     dev = FoundDevice(port, baud, parity, i, answer)
                     found.append(dev)
                     here += 1
-                    for p in profiles:
-                        dev.fits.append(await fit(link, i, p, timeout_s))
+                    for p in profiles:  # it answered: worth waiting longer than a sweep's per-id timeout
+                        dev.fits.append(await fit(link, i, p, fit_timeout(timeout_s)))
                     best = dev.profile
                     say(f"found id {i} on {port} at {setting}: "
                         + (f"{best.profile} ({best.plausible}/{best.of} registers plausible)" if best else
