@@ -4,21 +4,20 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from gateway.config import ConfigError
 from gateway.site.load import load_site
+from tests.plume_cli import plume as run_plume
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "deploy" / "examples").glob("*.yaml"))
 
 
 def plume(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "gateway.cli", *args], capture_output=True, text=True, env=env,
-                          cwd=ROOT, timeout=60)
+    return run_plume(*args, env=env, cwd=ROOT, timeout=60)
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)

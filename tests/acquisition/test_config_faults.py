@@ -5,7 +5,6 @@ with an empty password."""
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,13 +12,13 @@ import pytest
 from gateway.config import ConfigError
 from gateway.site.load import load_site
 from gateway.yamlio import load_yaml_text
+from tests.plume_cli import plume as run_plume
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def plume(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "gateway.cli", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=60)
+    return run_plume(*args, cwd=cwd, timeout=60)
 
 
 def site_file(tmp_path: Path, bus: str, extra: str = "", profile: str = "cwt-dust-weather") -> Path:

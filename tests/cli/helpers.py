@@ -1,15 +1,16 @@
-"""Helpers of the CLI tests: the `plume` command as a child process, a plume-sim serving a site file."""
+"""Helpers of the CLI tests: the `plume` command as a child process (tests/plume_cli.py), a plume-sim serving a site
+file."""
 
 from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
 from tests.pipeline.helpers import Proc, sim_cmd
+from tests.plume_cli import plume as run_plume
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -19,8 +20,7 @@ def plume(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None, timeo
     e = {**os.environ, **(env or {})}
     if columns is not None:
         e["COLUMNS"] = str(columns)
-    return subprocess.run([sys.executable, "-m", "gateway.cli", *args], capture_output=True, text=True, env=e,
-                          cwd=cwd, timeout=timeout)
+    return run_plume(*args, env=e, cwd=cwd, timeout=timeout)
 
 
 def write(path: Path, text: str, **fmt: object) -> Path:

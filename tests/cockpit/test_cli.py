@@ -5,18 +5,17 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from tests.cockpit.rig import CockpitRig
 from tests.pipeline.helpers import Proc
 from tests.pipeline.servers import wait_for
+from tests.plume_cli import plume as run_plume
 
 
 def plume(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "gateway.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=60)
+    return run_plume(*args, cwd=Path.cwd(), timeout=60)
 
 
 def test_the_views_say_in_one_line_that_no_gateway_is_running(tmp_path: Path) -> None:
@@ -84,12 +83,10 @@ def test_hash_password_prints_a_hash_the_site_file_accepts() -> None:
     from gateway.cockpit.auth import check_password
     from gateway.cockpit.config import CockpitConfig
 
-    done = subprocess.run([sys.executable, "-m", "gateway.cli", "cockpit", "hash-password"], input="long enough pw\n",
-                          capture_output=True, text=True, timeout=60)
+    done = run_plume("cockpit", "hash-password", input="long enough pw\n", cwd=Path.cwd(), timeout=60)
     assert done.returncode == 0, done.stderr
     stored = done.stdout.strip()
     assert check_password("long enough pw", stored)
     assert CockpitConfig(enabled=True, host="0.0.0.0", password_hash=stored).password_hash == stored
-    short = subprocess.run([sys.executable, "-m", "gateway.cli", "cockpit", "hash-password"], input="short\n",
-                           capture_output=True, text=True, timeout=60)
+    short = run_plume("cockpit", "hash-password", input="short\n", cwd=Path.cwd(), timeout=60)
     assert short.returncode == 2 and "too short" in short.stderr

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 from plume_sim.platform import PlatformSim
+
+from tests.plume_cli import plume
 
 from .helpers import MN, PW
 from .test_clock import _gateway
@@ -31,8 +31,7 @@ async def test_every_command_and_change_is_audited_and_plume_audit_lists_it_with
             stop.set()
             await asyncio.wait_for(task, 15)
     site = tmp_path / "site.yaml"
-    done = subprocess.run([sys.executable, "-m", "gateway.cli", "audit", str(site), "--json"], capture_output=True,
-                          text=True, timeout=60)
+    done = plume("audit", site, "--json", timeout=60)
     assert done.returncode == 0, done.stderr
     assert "K7m2Qx" not in done.stdout and PW not in done.stdout
     got = [json.loads(line) for line in done.stdout.splitlines()]
@@ -50,11 +49,9 @@ async def test_every_command_and_change_is_audited_and_plume_audit_lists_it_with
     assert by_action["command ack"]["result"].startswith("refused: acknowledge needs alarm_id")
     assert all(e["local_time"].endswith("CST") for e in got)  # the site's local time, with its zone
 
-    text = subprocess.run([sys.executable, "-m", "gateway.cli", "audit", str(site), "--since", "1h"],
-                          capture_output=True, text=True, timeout=60)
+    text = plume("audit", site, "--since", "1h", timeout=60)
     assert text.returncode == 0 and "hj212 1072 set logger password" in text.stdout and "NewPW=******" in text.stdout
-    bad = subprocess.run([sys.executable, "-m", "gateway.cli", "audit", str(site), "--since", "yesterday"],
-                         capture_output=True, text=True, timeout=60)
+    bad = plume("audit", site, "--since", "yesterday", timeout=60)
     assert bad.returncode == 2 and "--since 'yesterday'" in bad.stderr
 
 

@@ -17,7 +17,6 @@ import csv
 import io
 import json
 import subprocess
-import sys
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -32,6 +31,7 @@ from gateway.localservers import free_port
 from gateway.pipeline.gateway import Gateway
 from gateway.site.load import load_site
 from gateway.site.model import Site
+from tests.plume_cli import plume as run_plume
 
 ROOT = Path(__file__).resolve().parents[2]
 TZ = ZoneInfo("Asia/Shanghai")
@@ -87,8 +87,7 @@ class Stack:
 
 
 def plume(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "gateway.cli", *args], capture_output=True, text=True, cwd=ROOT,
-                          timeout=120)
+    return run_plume(*args, cwd=ROOT, timeout=120)
 
 
 @pytest.fixture(scope="module")

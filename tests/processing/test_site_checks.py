@@ -4,13 +4,13 @@ said so (the site still runs), and a site whose reports follow a local clock mus
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from gateway.config import ConfigError
 from gateway.site.load import load_site
+from tests.plume_cli import plume as run_plume
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -24,8 +24,7 @@ devices:
 
 
 def plume(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "gateway.cli", *args], capture_output=True, text=True, cwd=ROOT,
-                          timeout=60)
+    return run_plume(*args, cwd=ROOT, timeout=60)
 
 
 def write(tmp_path: Path, poll: float = 1, zone: str | None = "Asia/Shanghai", extra: str = "") -> Path:
