@@ -53,11 +53,13 @@ def start_browser(profile_dir: Path, size: tuple[int, int] = DESKTOP) -> Any:
 
 
 def wait_until(browser: Any, condition: Callable[[Any], Any], timeout: float = 20.0, what: str = "") -> Any:
-    from selenium.common.exceptions import TimeoutException
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException, TimeoutException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    try:
-        return WebDriverWait(browser, timeout, poll_frequency=0.1).until(condition)
+    try:  # an element the page re-rendered while the condition looked at it: look again
+        return WebDriverWait(browser, timeout, poll_frequency=0.1,
+                             ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)
+                             ).until(condition)
     except TimeoutException:
         raise AssertionError(f"timed out waiting for {what or condition}; page:\n"
                              f"{browser.find_element('tag name', 'body').text[:2000]}") from None
