@@ -50,7 +50,7 @@ notify:
 
 CAMERA = """\
   - {{name: {name}, url: "http://127.0.0.1:{port}/onvif/snapshot", auth: digest, username: admin,
-     password: {password}, devices: [dust-1], timeout_s: 1, attempts: 2}}
+     password: {password}, devices: [dust-1], timeout_s: {timeout}, attempts: 2}}
 """
 
 
@@ -64,8 +64,11 @@ class CameraRig:
         self.smtp_port, self.sim_port, self.control = free_port(), free_port(), free_port()
         self.out = tmp / "mail"
         self.ports = {name: free_port() for name in cameras}
-        blocks = "".join(CAMERA.format(name=name, port=self.ports[name], password=pw)
-                         for name, (_, pw) in cameras.items())
+        # the hanging camera gives up after 1 s a try; one that answers gets longer, which a loaded machine's
+        # camera simulator never exceeds (its answer, or its refusal, is what the test is about)
+        blocks = "".join(CAMERA.format(name=name, port=self.ports[name], password=pw,
+                                       timeout=1 if mode == "hang" else 5)
+                         for name, (mode, pw) in cameras.items())
         self.site = tmp / "site.yaml"
         self.site.write_text(textwrap.dedent(SITE).format(tmp=tmp, sim_port=self.sim_port, smtp_port=self.smtp_port,
                                                           ca=tls.ca, cameras=blocks), encoding="utf-8")
