@@ -11,23 +11,23 @@ the server's 250 and the log's cursor commit) is the same message to a mail clie
 from __future__ import annotations
 
 import html
-import smtplib
-import ssl
 from collections.abc import Sequence
-from email.message import EmailMessage
-from email.utils import format_datetime
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import Field, SecretStr, model_validator
 
 from gateway.alarms.events import AlarmEvent, EventType
+from gateway.alarms.pictures import Shot, picture_lines
 from gateway.alarms.rules import NAME, Severity
-from gateway.alarms.snapshots import Shot, picture_lines
 from gateway.alarms.webhooks import LABELS, Outcome, RetryConfig, lines
 from gateway.core.localtime import local
 from gateway.core.strict import Strict
+
+if TYPE_CHECKING:  # smtplib, ssl and email are imported where mail is made or sent, not by the site schema
+    import ssl
+    from email.message import EmailMessage
 
 Security = Literal["starttls", "tls", "none"]
 ADDRESS = r"^[^@\s<>]+@[^@\s<>]+$"
@@ -124,8 +124,11 @@ def subject(ev: AlarmEvent, language: str, site_name: str) -> str:
 def render(cfg: EmailConfig, ev: AlarmEvent, *, tz: ZoneInfo, site_name: str = "",
            shots: Sequence[Shot] = ()) -> EmailMessage:
     """The mail for one event: text and HTML alternatives, Message-ID from the idempotency key; the cameras'
-    pictures (gateway.alarms.snapshots) attached as JPEG files, shown inline in the HTML, and a line per camera
+    pictures (gateway.alarms.pictures) attached as JPEG files, shown inline in the HTML, and a line per camera
     saying so, or that its picture is missing and why."""
+    from email.message import EmailMessage
+    from email.utils import format_datetime
+
     msg = EmailMessage()
     msg["Subject"] = subject(ev, cfg.language, site_name)
     msg["From"] = cfg.sender
@@ -169,6 +172,8 @@ def _row(line: str) -> str:
 def classify(exc: BaseException) -> Outcome:
     """What a failed attempt means: a 5xx answer will not change by retrying (wrong address, refused sender,
     authentication), everything else (4xx, network, TLS handshake, timeout) is retried."""
+    import smtplib
+
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         codes = {code for code, _ in exc.recipients.values()}
         kind: Literal["retry", "failed"] = "failed" if all(c >= 500 for c in codes) else "retry"
@@ -184,6 +189,9 @@ def classify(exc: BaseException) -> Outcome:
 
 def send(cfg: EmailConfig, msg: EmailMessage, password: str | None, tls: ssl.SSLContext | None) -> Outcome:
     """Send one mail (blocking: run it in a thread). Every failure becomes an Outcome."""
+    import smtplib
+    import ssl
+
     try:
         if cfg.security == "tls":
             server: smtplib.SMTP = smtplib.SMTP_SSL(cfg.host, cfg.server_port, timeout=cfg.timeout_s, context=tls)
@@ -207,5 +215,7 @@ def tls_context(cfg: EmailConfig, base: Path | None = None) -> ssl.SSLContext | 
     ca = cfg.ca_file
     if ca is not None and base is not None and not Path(ca).is_absolute():
         ca = str(Path(base) / ca)
+    import ssl
+
     return ssl.create_default_context(cafile=ca)
 

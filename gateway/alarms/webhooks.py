@@ -26,8 +26,8 @@ from zoneinfo import ZoneInfo
 from pydantic import Field, SecretStr, model_validator
 
 from gateway.alarms.events import AlarmEvent, EventType
+from gateway.alarms.pictures import Shot, picture_lines
 from gateway.alarms.rules import NAME, SEVERITY_RANK, Severity
-from gateway.alarms.snapshots import Shot, picture_lines
 from gateway.core.localtime import local_stamp
 from gateway.core.patterns import matches
 from gateway.core.secrets import cut, safe_url
@@ -175,7 +175,7 @@ def lines(ev: AlarmEvent, tz: ZoneInfo, language: str = "en", site_name: str = "
 
 def payload(cfg: WebhookConfig, ev: AlarmEvent, tz: ZoneInfo, site_name: str = "",
             shots: Sequence[Shot] = ()) -> dict[str, object]:
-    """The JSON body for `cfg.template`; `shots` are the cameras' pictures (gateway.alarms.snapshots): a list in the
+    """The JSON body for `cfg.template`; `shots` are the cameras' pictures (gateway.alarms.pictures): a list in the
     generic body, an image by URL (`picture_url`) in DingTalk and Slack, a line per camera in every chat message."""
     if cfg.template == "generic":
         label = LABELS[cfg.language][ev.type.value]

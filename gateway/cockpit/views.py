@@ -220,7 +220,8 @@ class Views:
     def pictures(self, alarm_id: str) -> list[dict[str, Any]]:
         """The camera pictures of an alarm (gateway.alarms.snapshots): each with its URL on this page, or why there
         is none (zh and en: the page switches language by itself)."""
-        from gateway.alarms.snapshots import CameraService, why
+        from gateway.alarms.pictures import why
+        from gateway.alarms.snapshots import CameraService
 
         cams = next((s for s in self.gw.sinks if isinstance(s, CameraService)), None)
         if cams is None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.alarms.snapshots import Picture
+from gateway.alarms.pictures import Picture
 from gateway.localservers import loopback_http, make_tls
 from gateway.store.log import DurableLog
 from tests.alarms.test_email import HERE, PW, kinds
