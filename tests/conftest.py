@@ -8,9 +8,16 @@ from itertools import count
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from gateway.site.load import load_site
 from gateway.site.model import Site
+
+# Property tests judge what the code does, never how fast this machine is (no timed assertions in the suite): no
+# per-example deadline and no "input generation is slow" failure on a loaded machine. The number of examples each
+# test asks for is unchanged.
+settings.register_profile("plume", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("plume")
 
 
 @pytest.fixture

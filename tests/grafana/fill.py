@@ -241,7 +241,7 @@ async def _run_history(site: Site, log_path: Path, start_ms: int, end_ms: int) -
     gw.on_commit(committed)
     stop = asyncio.Event()
     task = asyncio.create_task(gw.run(stop))
-    await asyncio.wait_for(gw.started.wait(), 30)
+    await asyncio.wait_for(gw.started.wait(), 120)  # an upper bound: a loaded machine starts slowly
     steps = [int(d.config.poll_interval_s * 1000) for d in site.devices]
     expected = sum((end_ms - start_ms + step - 1) // step for step in steps)
     deadline = time.monotonic() + 180
