@@ -4,10 +4,11 @@
 
 All on loopback, each part its own process: three nats-server 2.9 nodes (cluster, JetStream, MQTT listener; the
 authorization of deploy/central/nats/authz.py: one MQTT-only user per site), VictoriaMetrics (InfluxDB line
-protocol on /write), two central consumers (deploy/central/nats/ingest.py: one durable JetStream consumer on the
-MQTT stream, joined as a queue group), a light fleet of simulated sites (tests/bench/fleet_sim.py: one MQTT 3.1.1
-connection per site, QoS 1, spread over the three nodes, failing over to the next node) and a few real
-`plume run` gateways against `plume-sim`, with the three nodes as broker and failover brokers.
+protocol on /write), two central consumers (deploy/central/nats/ingest.py: one durable JetStream pull consumer on
+the MQTT stream, both instances fetching from it; `--push`: a push consumer's queue group instead), a light fleet
+of simulated sites (tests/bench/fleet_sim.py: one MQTT 3.1.1 connection per site, QoS 1, spread over the three
+nodes, failing over to the next node) and a few real `plume run` gateways against `plume-sim`, with the three
+nodes as broker and failover brokers.
 
 Halfway through, the node leading the MQTT message stream is killed with SIGKILL and stays down. At the end:
 every reading a site had committed — a simulated site: what it got a PUBACK for; a real gateway: what its durable
@@ -242,6 +243,25 @@ async def js_leader(node: NatsNode, password: str) -> str | None:
         await nc.close()
 
 
+async def js_state(node: NatsNode, password: str, durable: str) -> str:
+    """What `$MQTT_msgs` and the consumer still hold (after a loss: were the missing readings still there?)."""
+    import nats
+
+    nc = await nats.connect(f"nats://127.0.0.1:{node.port}", user="ingest", password=password,
+                            max_reconnect_attempts=2)
+    try:
+        js = nc.jetstream()
+        si = await js.stream_info("$MQTT_msgs")
+        ci = await js.consumer_info("$MQTT_msgs", durable)
+        return (f"$MQTT_msgs holds {si.state.messages} messages (seq {si.state.first_seq}..{si.state.last_seq}); "
+                f"consumer {durable}: {ci.num_pending} pending, {ci.num_ack_pending} unacknowledged, ack floor "
+                f"stream seq {ci.ack_floor.stream_seq}, delivered up to stream seq {ci.delivered.stream_seq}")
+    except Exception as e:  # reported, not fatal: the check below still runs
+        return f"stream/consumer info failed: {e!r}"
+    finally:
+        await nc.close()
+
+
 def wait_js(nodes: list[NatsNode], password: str, timeout: float = 60) -> str:
     """Until JetStream answers and the MQTT streams exist (made on the first MQTT connection); their leader."""
     from tests.bench.fleet_sim import connect_packet
@@ -275,7 +295,9 @@ def main() -> int:
     ap.add_argument("--consumers", type=int, default=2)
     ap.add_argument("--no-kill", action="store_true")
     ap.add_argument("--kill-consumer", action="store_true", help="also kill -9 one consumer at 3/4 of the run")
-    ap.add_argument("--pull", action="store_true", help="consumers pull from a durable pull consumer")
+    ap.add_argument("--push", action="store_true", help="consumers join a push consumer's queue group instead of "
+                    "pulling (ingest.py --push; the pull consumer is the default)")
+    ap.add_argument("--stall-s", type=float, default=30.0, help="the consumers' stall watchdog (ingest.py --stall-s)")
     ap.add_argument("--core", action="store_true", help="consumers on plain NATS queue groups, no JetStream "
                     "(the comparison that shows why the durable consumer is there)")
     ap.add_argument("--keep", action="store_true", help="keep the run's folder")
@@ -327,7 +349,7 @@ def main() -> int:
                 py, str(NATS_PY), "--servers", servers, "--user", "ingest", "--password", ingest_pw,
                 "--name", f"ingest-{k}", "--write-url", write_url, "--create", "--record",
                 str(folder / f"ingest-{k}.rec"), *(["--core"] if args.core else []),
-                *(["--pull"] if args.pull else [])]))
+                *(["--push"] if args.push else []), "--stall-s", f"{args.stall_s:g}"]))
             time.sleep(1.0 if k == 0 else 0)  # the first one creates the consumer
         time.sleep(2)
 
@@ -418,6 +440,8 @@ def main() -> int:
             if n != last:
                 last, still = n, time.monotonic()
             time.sleep(2)
+        stream_state = asyncio.run(js_state(next(x for x in nodes if x.proc and x.proc.poll() is None), ingest_pw,
+                                            "plume-ingest" if args.push else "plume-ingest-pull"))
         ingest_cpu = sum(cpu_s(p.pid) for p in consumers if p.poll() is None)
         nats_cpu = {n.name: cpu_s(n.proc.pid) for n in nodes if n.proc and n.proc.poll() is None}
         for p in consumers:
@@ -497,6 +521,12 @@ def main() -> int:
                 buckets[b] = buckets.get(b, 0) + 1
             print("readings at the consumers per 15 s of reading time: "
                   + " ".join(str(buckets.get(b, 0)) for b in range(max(buckets) + 1)))
+        print(f"when the consumers were stopped: {stream_state}")
+        stall_lines = [line for k in range(args.consumers) if (folder / f"ingest-{k}.out").exists()
+                       for line in (folder / f"ingest-{k}.out").read_text().splitlines() if "STALLED" in line]
+        print(f"stall watchdog: {sum('recovered' in x for x in stall_lines)} recoveries, "
+              f"{sum('recovered' not in x for x in stall_lines)} actions"
+              + "".join(f"\n  {x}" for x in stall_lines[:20]))
         print(f"consumer lag reading -> database: p50 {pct(lags, .5):.0f} ms, p95 {pct(lags, .95):.0f} ms, "
               f"max {max(lags, default=0):.0f} ms")
         print(f"CPU s: nats nodes {', '.join(f'{k} {v:.0f}' for k, v in nats_cpu.items())}; consumers "

@@ -9,8 +9,9 @@ What each user may do (subjects are MQTT topics with `/` -> `.`):
 - a site (MQTT connections only): publish under `plume.<site>.>` (data, status, health, agg, alarms), subscribe
   to its own commands `plume.<site>.cmd` / `plume.<site>.cmd.>` (plus `$MQTT.sub.>`, how the server delivers
   QoS 1 subscriptions); nothing of another site.
-- `ingest` (NATS connections only): the JetStream API calls of its one durable consumer on `$MQTT_msgs`, its
-  acknowledgements, and the consumer's delivery subject; it can publish nothing under `plume.`.
+- `ingest` (NATS connections only): the JetStream API calls of its durable consumer on `$MQTT_msgs` (and of
+  the bridge consumer its stall watchdog makes), its acknowledgements, and the push consumer's delivery
+  subject; it can publish nothing under `plume.`.
 """
 
 from __future__ import annotations
@@ -27,18 +28,16 @@ INGEST_PUBLISH = [
     "$JS.API.INFO",
     "$JS.API.STREAM.INFO.$MQTT_msgs",
     "$JS.API.STREAM.CREATE.$MQTT_msgs",  # ingest.py --create, before the first MQTT client (see there)
-    "$JS.API.CONSUMER.INFO.$MQTT_msgs.plume-ingest",
-    "$JS.API.CONSUMER.DURABLE.CREATE.$MQTT_msgs.plume-ingest",
-    "$JS.API.CONSUMER.CREATE.$MQTT_msgs.plume-ingest.>",
     "$JS.API.CONSUMER.CREATE.$MQTT_msgs",
-    "$JS.ACK.$MQTT_msgs.plume-ingest.>",
-    "$JS.API.CONSUMER.LEADER.STEPDOWN.$MQTT_msgs.plume-ingest",  # ingest.py's stall watchdog
-    "$JS.API.CONSUMER.LEADER.STEPDOWN.$MQTT_msgs.plume-ingest-pull",
-    # ingest.py --pull: the pull consumer plume-ingest-pull
-    "$JS.API.CONSUMER.INFO.$MQTT_msgs.plume-ingest-pull",
-    "$JS.API.CONSUMER.DURABLE.CREATE.$MQTT_msgs.plume-ingest-pull",
-    "$JS.API.CONSUMER.CREATE.$MQTT_msgs.plume-ingest-pull.>",
+    # the consumers ingest.py reads (the pull consumer, the default; the push one, --push) and the bridge its
+    # stall watchdog makes when it re-creates one at its ack floor (jsconsumer.py); DELETE for that re-creation
+    *(f"$JS.API.CONSUMER.{api}.$MQTT_msgs.{name}{suffix}"
+      for name in ("plume-ingest-pull", "plume-ingest") for suffix in ("", "-bridge")
+      for api in ("INFO", "DURABLE.CREATE", "DELETE")),
+    *(f"$JS.API.CONSUMER.CREATE.$MQTT_msgs.{name}{suffix}.>"
+      for name in ("plume-ingest-pull", "plume-ingest") for suffix in ("", "-bridge")),
     "$JS.API.CONSUMER.MSG.NEXT.$MQTT_msgs.plume-ingest-pull",
+    "$JS.ACK.$MQTT_msgs.plume-ingest.>",
     "$JS.ACK.$MQTT_msgs.plume-ingest-pull.>",
 ]
 INGEST_SUBSCRIBE = ["_INBOX.>", "plume-ingest.deliver", "plume.*.*.data"]  # the last: ingest.py --core

@@ -4,11 +4,19 @@ Why a JetStream consumer and not a plain NATS subscription: NATS's MQTT listener
 its own stream `$MQTT_msgs` (subjects `$MQTT.msgs.<subject>`, replicated over the cluster, retention by
 interest) and only then sends the PUBACK; the plain subject (`plume.<site>.<device>.data`) is a fire-and-forget
 copy. So a gateway's PUBACK means "on a quorum of the cluster's disks" only for the stream copy. This program
-reads that copy through one durable consumer (`plume-ingest`, filter `$MQTT.msgs.plume.*.*.data`, explicit ack)
-that every instance joins as a queue group (deliver group `plume-ingest`): each message goes to one instance,
-a message is acknowledged only after the database answered 2xx to the batch that carried it, and what an
-instance (or a broker node) took down with it is redelivered after `ack_wait`. The consumer must exist before
-the gateways publish (interest retention keeps only what some consumer still wants): `--create` makes it.
+reads that copy through one durable pull consumer (`plume-ingest-pull`, filter `$MQTT.msgs.plume.*.*.data`,
+explicit ack) that every instance fetches from: each message goes to one instance, a message is acknowledged
+only after the database answered 2xx to the batch that carried it, and what an instance (or a broker node) took
+down with it is redelivered after `ack_wait`. The consumer must exist before the gateways publish (interest
+retention keeps only what some consumer still wants): `--create` makes it. `--push` joins a push consumer's
+queue group instead (`plume-ingest`); not recommended on nats-server 2.9, whose push consumers have stalled
+after a node kill (deploy/central/README.md).
+
+A watchdog covers a consumer that stops delivering without the server noticing: when nothing came for
+`--stall-s` while the consumer reports pending or unacknowledged messages (or does not answer at all), the
+instance drops its subscription and binds again (on another node if its own does not answer); if that still
+brings nothing, it re-creates the durable consumer at its ack floor (jsconsumer.py). It logs
+`ingest: STALLED ...` when it acts and `ingest: STALLED ... recovered ...` when readings flow again.
 
     python deploy/central/nats/ingest.py --servers nats://nats-1:4222,nats://nats-2:4222,nats://nats-3:4222 \\
         --user ingest --password-file /etc/plume/ingest.pass --create \\
@@ -34,26 +42,21 @@ from typing import Any
 
 import httpx
 import nats
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolicy, StorageType, StreamConfig
+from jsconsumer import (
+    DELIVER_SUBJECT,
+    FILTER,
+    PULL_DURABLE,
+    PUSH_DURABLE,
+    STREAM,
+    consumer_config,
+    ensure_consumer,
+    recreate_at_ack_floor,
+)
 
 from gateway.core.model import ChannelValue, DeviceReading, Flag
 from gateway.sinks.lineproto import reading_line
 
-STREAM = "$MQTT_msgs"
-DURABLE = "plume-ingest"
-FILTER = "$MQTT.msgs.plume.*.*.data"
-DELIVER_SUBJECT = "plume-ingest.deliver"
 CORE_SUBJECT = "plume.*.*.data"
-
-
-PULL_DURABLE = "plume-ingest-pull"
-
-
-def consumer_config(ack_wait_s: float, max_ack_pending: int, replicas: int, pull: bool = False) -> ConsumerConfig:
-    push = {} if pull else {"deliver_group": DURABLE, "deliver_subject": DELIVER_SUBJECT}
-    return ConsumerConfig(durable_name=PULL_DURABLE if pull else DURABLE, filter_subject=FILTER,
-                          ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL, ack_wait=ack_wait_s,
-                          max_ack_pending=max_ack_pending, num_replicas=replicas, **push)
 
 
 def to_line(payload: bytes) -> tuple[str | None, tuple[str, str, int, int] | None]:
@@ -69,36 +72,13 @@ def to_line(payload: bytes) -> tuple[str | None, tuple[str, str, int, int] | Non
     return reading_line(reading), (site, device, seq, ts)
 
 
-async def ensure_consumer(js: Any, cfg: ConsumerConfig, timeout_s: float = 60.0) -> None:
-    """The durable consumer, and the MQTT message stream under it if no MQTT client has connected yet (the server
-    makes `$MQTT_msgs` on the first MQTT connection; made here first, with the same settings as nats-server 2.9
-    gives it, the first gateway's first readings already have an interested consumer and are kept)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            try:
-                await js.stream_info(STREAM)
-            except nats.js.errors.NotFoundError:
-                with contextlib.suppress(nats.js.errors.BadRequestError):  # made meanwhile by the server
-                    await js.add_stream(StreamConfig(name=STREAM, subjects=["$MQTT.msgs.>"],
-                                                     storage=StorageType.FILE, retention=RetentionPolicy.INTEREST,
-                                                     num_replicas=cfg.num_replicas))
-            with contextlib.suppress(nats.js.errors.BadRequestError):  # there already (another instance)
-                await js.add_consumer(STREAM, cfg)
-            return
-        except (nats.errors.TimeoutError, nats.js.errors.ServiceUnavailableError, nats.js.errors.APIError) as e:
-            if time.monotonic() > deadline:
-                raise
-            print(f"ingest: JetStream not ready ({e!r}), retrying", file=sys.stderr, flush=True)
-            await asyncio.sleep(1)
-
-
 class Ingest:
     def __init__(self, args: argparse.Namespace):
         self.args = args
         self.queue: asyncio.Queue[Any] = asyncio.Queue()
         self.http = httpx.AsyncClient(timeout=30)
         self.written = 0
+        self.received = 0
         self.redelivered = 0
         self.bad = 0
         self.write_errors = 0
@@ -106,48 +86,143 @@ class Ingest:
         self.stopping = asyncio.Event()
         self.last_msg = time.monotonic()
         self.stalls = 0
+        self.recoveries = 0
+        self.nc: Any = None
+        self.js: Any = None
+        self.sub: Any = None
+        self.password: str | None = None
+        self.closing: set[asyncio.Task[None]] = set()
+        self.stalled_at = self.acted_at = 0.0  # the watchdog's: when the stall began, when it last acted
+        self.received_at_stall = 0
+        self.stall_state = ""
+        self.actions: list[str] = []
+        self.cfg = consumer_config(args.ack_wait_s, args.max_ack_pending, args.replicas, push=args.push)
+        self.durable = str(self.cfg.durable_name)
 
     async def on_message(self, msg: Any) -> None:
-        self.last_msg = time.monotonic()
+        self.delivered(1)
         await self.queue.put(msg)
 
-    async def watchdog(self, nc: Any, js: Any, durable: str) -> None:
-        """Say so loudly when the consumer has messages but this instance got none for --stall-s, and ask the
-        consumer's leader to step down (a new leader resumes delivery). nats-server has had defects where a
-        consumer stops delivering after a leader change (see deploy/central/README.md); the benchmark saw one
-        such stall once. The step-down is a remedy that could not be tried on that stall; the message is the
-        point: alert on it."""
-        while not self.stopping.is_set():
-            await asyncio.sleep(self.args.stall_s / 3)
-            if time.monotonic() - self.last_msg < self.args.stall_s:
-                continue
-            try:
-                ci = await js.consumer_info(STREAM, durable)
-            except Exception:  # a leader election under way: look again later
-                continue
-            if not (ci.num_pending or ci.num_ack_pending):
-                continue  # nothing to deliver: idle, not stalled
-            self.stalls += 1
-            leader = ci.cluster.leader if ci.cluster else "?"
-            print(f"ingest: STALLED: consumer {durable} has {ci.num_pending} pending and {ci.num_ack_pending} "
-                  f"unacknowledged, nothing delivered here for {self.args.stall_s:g} s; asking its leader {leader} "
-                  "to step down", file=sys.stderr, flush=True)
-            with contextlib.suppress(Exception):
-                await nc.request(f"$JS.API.CONSUMER.LEADER.STEPDOWN.{STREAM}.{durable}", b"", timeout=5)
-            self.last_msg = time.monotonic()
+    def delivered(self, n: int) -> None:
+        """n messages came in; the first after a stall reports the recovery."""
+        self.last_msg = time.monotonic()
+        self.received += n
+        if self.stalled_at and self.last_msg > self.acted_at:
+            self.recoveries += 1
+            print(f"ingest: STALLED {self.durable} recovered after {self.last_msg - self.stalled_at:.0f} s by "
+                  f"{' + '.join(self.actions)}: {n} delivered at once, {self.received - self.received_at_stall} "
+                  f"since the stall (at the stall: {self.stall_state})", file=sys.stderr, flush=True)
+            self.stalled_at = 0.0
+            self.actions = []
 
-    async def pull(self, sub: Any) -> None:
-        """--pull: fetch batches from the durable pull consumer (every instance pulls from the same one)."""
+    async def bind(self) -> None:
+        """Subscribe to the consumer (again): a fresh pull subscription (a new inbox), or the push queue group."""
+        if self.sub is not None:
+            try:
+                await self.sub.unsubscribe()
+            except Exception as e:  # a subscription on a dead connection: a new one is made all the same
+                print(f"ingest: unsubscribe: {e!r}", file=sys.stderr, flush=True)
+        if self.args.push:
+            self.sub = await self.nc.subscribe(DELIVER_SUBJECT, queue=PUSH_DURABLE, cb=self.on_message)
+        else:
+            self.sub = await self.js.pull_subscribe_bind(durable=PULL_DURABLE, stream=STREAM)
+
+    async def consumer_state(self) -> tuple[Any | None, str]:
+        """(consumer info, "") or (None, why: "missing" if the consumer is gone, else the error)."""
+        try:
+            return await self.js.consumer_info(STREAM, self.durable, timeout=min(5.0, self.args.stall_s)), ""
+        except nats.js.errors.NotFoundError:
+            return None, "missing"
+        except Exception as e:  # no answer: a leader election under way, or this connection's node is hung
+            return None, repr(e)
+
+    async def watchdog(self) -> None:
+        """Nothing delivered here for --stall-s while the consumer has work (or does not answer): 1. drop the
+        subscription and bind again, on another node if the consumer does not answer through this one;
+        2. if another --stall-s brings nothing (or the consumer is gone), re-create the consumer at its ack floor
+        (jsconsumer.py). Repeated while the stall lasts; reported when readings flow again. Nothing here waits for
+        the server to un-stick itself; redeliveries it causes are duplicates, stored once."""
         while not self.stopping.is_set():
+            await asyncio.sleep(self.args.stall_s / 4)
+            now = time.monotonic()
+            if now - max(self.last_msg, self.acted_at) < self.args.stall_s:
+                continue
+            ci, why = await self.consumer_state()
+            if ci is not None and not (ci.num_pending or ci.num_ack_pending):
+                continue  # nothing to deliver: idle, not stalled
+            state = (f"{ci.num_pending} pending, {ci.num_ack_pending} unacknowledged, ack floor stream seq "
+                     f"{ci.ack_floor.stream_seq}" if ci else f"no consumer info ({why})")
+            if not self.stalled_at:
+                self.stalled_at, self.received_at_stall, self.stall_state = now, self.received, state
+                self.stalls += 1
+            if ci is None and why != "missing":
+                kind = "reconnect"
+            elif why != "missing" and (not self.actions or self.actions[-1] != "re-bind"):
+                kind = "re-bind"
+            else:
+                kind = "re-create"
+            where = f" (away from {self._server()})" if kind == "reconnect" else ""
+            print(f"ingest: STALLED: consumer {self.durable}: {state}; nothing delivered here for "
+                  f"{now - self.last_msg:.0f} s; {kind}{where}", file=sys.stderr, flush=True)
+            self.actions.append(kind)
+            self.acted_at = time.monotonic()
+            try:
+                if kind == "reconnect":
+                    await self.reconnect()
+                elif kind == "re-create":
+                    seq = await recreate_at_ack_floor(self.js, self.cfg, ci)
+                    print(f"ingest: STALLED: consumer {self.durable} " + (
+                        f"re-created at stream seq {seq}" if seq else "being re-created by another instance"),
+                        file=sys.stderr, flush=True)
+                await self.bind()
+            except Exception as e:  # tried again after --stall-s
+                print(f"ingest: STALLED: {kind} failed: {e!r}", file=sys.stderr, flush=True)
+
+    async def connect(self, servers: list[str], randomize: bool = True) -> Any:
+        async def on_error(e: Exception) -> None:
+            print(f"ingest: nats: {e!r}", file=sys.stderr, flush=True)
+
+        tls = ssl.create_default_context(cafile=self.args.ca_file) if self.args.ca_file else None
+        return await nats.connect(servers, user=self.args.user, password=self.password, name=self.args.name,
+                                  tls=tls, max_reconnect_attempts=-1, reconnect_time_wait=0.5, error_cb=on_error,
+                                  dont_randomize=not randomize)
+
+    async def reconnect(self) -> None:
+        """A new connection, this node tried last; the old one is left to close in the background (on a hung
+        node that takes the TLS shutdown timeout; what was fetched through it and not acknowledged is
+        redelivered after --ack-wait-s)."""
+        here = self._server()
+        servers = self.args.servers.split(",")
+        servers = [u for u in servers if not u.endswith(here)] + [u for u in servers if u.endswith(here)]
+        old, self.sub = self.nc, None
+        self.nc = await self.connect(servers, randomize=False)
+        self.js = self.nc.jetstream()
+        self.closing.add(task := asyncio.create_task(old.close()))
+        task.add_done_callback(self.closing.discard)
+
+    def _server(self) -> str:
+        url = self.nc.connected_url
+        return f"{url.hostname}:{url.port}" if url else "?"
+
+    async def pull(self) -> None:
+        """Fetch batches from the durable pull consumer (every instance pulls from the same one)."""
+        while not self.stopping.is_set():
+            sub = self.sub
+            if sub is None:  # being replaced (watchdog)
+                await asyncio.sleep(0.1)
+                continue
             try:
                 msgs = await sub.fetch(self.args.batch, timeout=max(self.args.linger_ms / 1000, 1.0))
             except nats.errors.TimeoutError:
                 continue
-            except Exception as e:  # a leader change or a reconnect: ask again
-                print(f"ingest: fetch: {e!r}", file=sys.stderr, flush=True)
-                await asyncio.sleep(0.5)
+            except Exception as e:  # a leader change, a reconnect, a re-bind: ask again
+                if sub is self.sub:
+                    print(f"ingest: fetch: {e!r}", file=sys.stderr, flush=True)
+                    await asyncio.sleep(0.5)
                 continue
-            self.last_msg = time.monotonic()
+            if not msgs:
+                continue
+            self.delivered(len(msgs))
             for m in msgs:
                 await self.queue.put(m)
 
@@ -201,7 +276,10 @@ class Ingest:
             self.record.flush()  # before the acks: an instance killed in between only causes a redelivery
         for m in batch:
             if m.reply:
-                await m.ack()
+                try:
+                    await m.ack()
+                except Exception as e:  # its connection is gone (a reconnect): redelivered, stored once
+                    print(f"ingest: ack: {e!r}", file=sys.stderr, flush=True)
 
     async def run(self) -> None:
         servers = self.args.servers.split(",")
@@ -209,47 +287,44 @@ class Ingest:
         if self.args.password_file:
             password = Path(self.args.password_file).read_text().splitlines()[0]
 
-        async def on_error(e: Exception) -> None:
-            print(f"ingest: nats: {e!r}", file=sys.stderr, flush=True)
-
-        tls = ssl.create_default_context(cafile=self.args.ca_file) if self.args.ca_file else None
-        nc = await nats.connect(servers, user=self.args.user, password=password, name=self.args.name, tls=tls,
-                                max_reconnect_attempts=-1, reconnect_time_wait=0.5, error_cb=on_error)
+        self.password = password
+        self.nc = await self.connect(servers)
+        tasks = []
         if self.args.core:  # the comparison: a plain queue group on the subject copy, no JetStream, no acks
-            sub = await nc.subscribe(CORE_SUBJECT, queue=DURABLE, cb=self.on_message)
+            self.sub = await self.nc.subscribe(CORE_SUBJECT, queue=PUSH_DURABLE, cb=self.on_message)
         else:
-            js = nc.jetstream()
-            cfg = consumer_config(self.args.ack_wait_s, self.args.max_ack_pending, self.args.replicas,
-                                  self.args.pull)
+            self.js = self.nc.jetstream()
             if self.args.create:
-                await ensure_consumer(js, cfg)
-            if self.args.pull:
-                sub = await js.pull_subscribe_bind(durable=PULL_DURABLE, stream=STREAM)
-                puller = asyncio.create_task(self.pull(sub))
-            else:
-                sub = await nc.subscribe(DELIVER_SUBJECT, queue=DURABLE, cb=self.on_message)
-            watchdog = asyncio.create_task(self.watchdog(nc, js, PULL_DURABLE if self.args.pull else DURABLE))
+                await ensure_consumer(self.js, self.cfg)
+            await self.bind()
+            if not self.args.push:
+                tasks.append(asyncio.create_task(self.pull()))
+            tasks.append(asyncio.create_task(self.watchdog()))
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
         what = CORE_SUBJECT if self.args.core else f"{STREAM} > {FILTER}"
-        how = f"pulling from durable {PULL_DURABLE}" if self.args.pull else f"as queue group {DURABLE}"
-        print(f"ingest: {self.args.name} reading {what} {how}", flush=True)
+        how = f"as queue group {PUSH_DURABLE}" if self.args.push or self.args.core else \
+            f"pulling from durable {PULL_DURABLE}"
+        print(f"ingest: {self.args.name} reading {what} {how} (connected to {self._server()})", flush=True)
         writer = asyncio.create_task(self.writer())
         await self.stopping.wait()
-        if self.args.pull:
-            await puller
-        if not self.args.core:
-            watchdog.cancel()
-        await sub.unsubscribe()  # nothing new; what is queued here is still written and acknowledged
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await self.sub.unsubscribe()  # nothing new; what is queued here is still written and acknowledged
         await writer
-        await nc.flush()
-        await nc.close()
+        await self.nc.flush()
+        await self.nc.close()
+        for t in self.closing:
+            t.cancel()
         await self.http.aclose()
         if self.record is not None:
             self.record.close()
         print(f"ingest: {self.args.name} written {self.written} readings, redelivered {self.redelivered}, "
-              f"not readings {self.bad}, write retries {self.write_errors}, stalls {self.stalls}", flush=True)
+              f"not readings {self.bad}, write retries {self.write_errors}, stalls {self.stalls} "
+              f"(recovered {self.recoveries})", flush=True)
 
 
 def main() -> None:
@@ -265,11 +340,14 @@ def main() -> None:
     ap.add_argument("--replicas", type=int, default=3, help="replicas of the consumer's state (with --create)")
     ap.add_argument("--ack-wait-s", type=float, default=10.0, help="redeliver what is not acknowledged by then")
     ap.add_argument("--max-ack-pending", type=int, default=20000)
-    ap.add_argument("--stall-s", type=float, default=30.0, help="report a stalled consumer after this long")
+    ap.add_argument("--stall-s", type=float, default=30.0, help="act on a consumer that delivered nothing for this "
+                    "long while it has pending or unacknowledged messages (re-bind, then re-create at its ack floor)")
     ap.add_argument("--batch", type=int, default=2000, help="readings per database write at most")
     ap.add_argument("--linger-ms", type=float, default=200.0, help="wait this long to fill a batch")
-    ap.add_argument("--pull", action="store_true", help=f"pull from the durable consumer {PULL_DURABLE} instead "
-                    "of joining the push consumer's queue group")
+    ap.add_argument("--push", action="store_true", help=f"join the push consumer {PUSH_DURABLE}'s queue group "
+                    f"instead of pulling from {PULL_DURABLE} (not recommended on nats-server 2.9: its push consumers "
+                    "have stalled after a node kill)")
+    ap.add_argument("--pull", action="store_true", help="the default (kept for old command lines)")
     ap.add_argument("--core", action="store_true", help="read the plain subjects with a NATS queue group instead "
                     "(at most once: loses what a killed node had in flight; for comparison only)")
     ap.add_argument("--record", default=None, help="append `site device seq ts written_ms deliveries` per reading "
