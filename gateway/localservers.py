@@ -7,10 +7,13 @@ Each runs from its own folder on a free loopback port, is started as a child pro
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import random
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from http.cookiejar import CookieJar, DefaultCookiePolicy
@@ -32,10 +35,53 @@ def loopback_http() -> httpx.Client:
     return _http
 
 
+PORTS_FILE = Path(tempfile.gettempdir()) / f"plume-ports-{os.getuid()}"  # ports handed out lately, by any process
+PORT_MEMORY_S = 3600.0
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port nobody listens on, for a server started a moment later (and maybe restarted on it).
+
+    Taken outside the kernel's ephemeral range, which `bind(port 0)` and every outgoing connection draw from: a
+    port picked there could be taken again by anyone between the pick and the server's bind, or while a test keeps
+    it for a restart. And never one handed out in the last hour by any process of this user (a small registry file
+    under a lock): parallel test workers and demos do not pick the same port."""
+    low, high = _ephemeral_range()
+    ranges = [(p, q) for p, q in ((10_000, low - 1), (high + 1, 65_535)) if q - p > 1000] or [(1024, 65_535)]
+    with open(PORTS_FILE, "a+", encoding="ascii") as reg:
+        fcntl.flock(reg, fcntl.LOCK_EX)
+        reg.seek(0)
+        now = time.time()
+        recent: dict[int, float] = {}
+        for line in reg.read().split():
+            number, _, at = line.partition("@")
+            with contextlib.suppress(ValueError):
+                if now - float(at) < PORT_MEMORY_S:
+                    recent[int(number)] = float(at)
+        for _ in range(1000):
+            lo, hi = random.choice(ranges)
+            port = random.randint(lo, hi)
+            if port in recent:
+                continue
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            recent[port] = now
+            reg.seek(0)
+            reg.truncate()
+            reg.write("".join(f"{p}@{at:.0f}\n" for p, at in recent.items()))
+            return port
+    raise RuntimeError("no free loopback port found outside the ephemeral range")
 
 
 def port_open(port: int) -> bool:

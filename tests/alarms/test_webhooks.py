@@ -7,7 +7,6 @@ import dataclasses
 import hashlib
 import hmac
 import json
-import socket
 import urllib.parse
 from zoneinfo import ZoneInfo
 
@@ -17,6 +16,7 @@ from pydantic import ValidationError
 
 from gateway.alarms.events import AlarmEvent, EventType
 from gateway.alarms.webhooks import WebhookConfig, classify, post, redact, render, wants
+from gateway.localservers import free_port
 from tests.alarms.helpers import T
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -139,9 +139,7 @@ async def test_post_sends_the_body_and_reads_the_answer():
 
 
 async def test_post_to_a_receiver_that_is_down_is_a_retry_without_the_key_in_the_message():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # closed again: nothing listens there
+    port = free_port()  # nothing listens there
     cfg = WebhookConfig.model_validate({"name": "h", "url": f"http://127.0.0.1:{port}/hook?key=SECRET"})
     req, _ = body(cfg)
     async with httpx.AsyncClient() as client:

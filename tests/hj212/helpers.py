@@ -4,23 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import time
 from zoneinfo import ZoneInfo
 
 from gateway.hj212.codec import Cp, Framer, Packet, decode, encode, make_flag
 from gateway.hj212.errors import Hj212Error
 from gateway.hj212.timefmt import qn_text, time_text
+from gateway.localservers import free_port as free_port  # the tests of this folder import it from here
 
 MN = "010000A8900016F000169DC0"
 PW = "Zq7x2K"
 TZ = ZoneInfo("Asia/Shanghai")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 _last = [0]

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import socket
+from gateway.localservers import free_port as free_port  # the tests of this folder import it from here
 
 # 2026-03-10 (a Tuesday) 10:00 Asia/Shanghai: working hours, so construction activity is on.
 T_WORK = 1773108000.0
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class FakeClock:
