@@ -39,7 +39,7 @@ def worst_flag(*flags: Flag) -> Flag:
     """The most severe of the given flags (N when none)."""
     best = Flag.N
     for f in flags:
-        if FLAG_SEVERITY[f] > FLAG_SEVERITY[best]:
+        if f is not Flag.N and FLAG_SEVERITY[f] > FLAG_SEVERITY[best]:  # most values are N: no lookups for them
             best = f
     return best
 

@@ -21,7 +21,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from gateway.core.model import FLAG_SEVERITY, ChannelValue, DeviceReading, Flag, worst_flag
+from gateway.core.model import ChannelValue, DeviceReading, Flag, worst_flag
 from gateway.core.strict import Strict
 from gateway.processing import units
 
@@ -293,15 +293,10 @@ class Term:
 
 def apply(fn: Callable[..., float], *terms: Term) -> Term:
     """fn over the values; the worst flag of all inputs; None (with a D flag and the reason) if fn refuses."""
-    flag = Flag.N
-    missing: Term | None = None
-    for t in terms:  # one pass (it runs for every derived value of every stack reading)
-        if t.flag is not Flag.N and FLAG_SEVERITY[t.flag] > FLAG_SEVERITY[flag]:
-            flag = t.flag
-        if missing is None and t.value is None:
-            missing = t
-    if missing is not None:
-        return Term(None, flag if flag is not Flag.N else Flag.B, missing.note or "input missing")
+    flag = worst_flag(*[t.flag for t in terms])
+    for missing in terms:
+        if missing.value is None:
+            return Term(None, flag if flag is not Flag.N else Flag.B, missing.note or "input missing")
     try:
         return Term(fn(*[t.value for t in terms]), flag)
     except O2GuardError:

@@ -6,6 +6,8 @@ unit converts explicitly, and an impossible conversion is None (the caller flags
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 _ALIASES = str.maketrans({"μ": "u", "µ": "u", "³": "3"})
 
 # factor to the base unit of each family
@@ -16,18 +18,10 @@ _AMOUNTS = {"mg", "g", "kg", "t", "m3", "Nm3", "L"}  # what a rate may be a rate
 VOLUME_MIXING = {"ppm": 1.0, "ppb": 1e-3, "ppt": 1e-6}  # base ppm (gas volume mixing ratios)
 
 
-_NORMED: dict[str, str] = {}
-
-
+@lru_cache(maxsize=1024)  # a site has a few unit spellings; the CEMS stage asks for them on every reading
 def norm(unit: str) -> str:
-    """Canonical spelling: `μg/m³` and `ug/m3` are the same unit. (Remembered: a site has a few unit spellings and
-    the CEMS stage asks for them on every reading.)"""
-    got = _NORMED.get(unit)
-    if got is None:
-        got = unit.strip().translate(_ALIASES)
-        if len(_NORMED) < 1024:
-            _NORMED[unit] = got
-    return got
+    """Canonical spelling: `μg/m³` and `ug/m3` are the same unit."""
+    return unit.strip().translate(_ALIASES)
 
 
 def _family_key(unit: str) -> tuple[dict[str, float], str] | None:
