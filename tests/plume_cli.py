@@ -43,13 +43,17 @@ def plume(*args: str | Path, cwd: Path | str = ROOT, env: dict[str, str] | None 
             raise _Unavailable("the interpreter's own settings differ")
         return _server().run(argv, str(cwd), environ, timeout, input)
     except _Unavailable:
-        return subprocess.run([sys.executable, "-m", "gateway.cli", *argv], capture_output=True, text=True,
+        return subprocess.run(_command_line(argv), capture_output=True, text=True,
                               env=environ, cwd=cwd, timeout=timeout, input=input,
                               stdin=subprocess.DEVNULL if input is None else None)
 
 
 class _Unavailable(Exception):
     pass
+
+
+def _command_line(argv: list[str]) -> list[str]:
+    return [sys.executable, "-m", "gateway.cli", *argv]
 
 
 def _startup(environ: Mapping[str, str]) -> dict[str, str]:
@@ -68,7 +72,8 @@ class _Server:
 
     def _start(self) -> subprocess.Popen[bytes]:
         if self.proc is None or self.proc.poll() is not None:
-            env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+            path = [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+            env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
             self.proc = subprocess.Popen([sys.executable, "-m", "tests.plume_cli"], stdin=subprocess.PIPE,
                                          stdout=subprocess.PIPE, cwd=ROOT, env=env, start_new_session=True)
             line = self.proc.stdout.readline() if self.proc.stdout else b""
@@ -98,7 +103,7 @@ class _Server:
             self.broken = True
             raise _Unavailable(answer["error"])
         out, err = _read(answer["stdout"]), _read(answer["stderr"])
-        cmd = [sys.executable, "-m", "gateway.cli", *argv]
+        cmd = _command_line(argv)
         if answer["timed_out"]:
             raise subprocess.TimeoutExpired(cmd, timeout, output=out, stderr=err)
         return subprocess.CompletedProcess(cmd, answer["returncode"], out, err)

@@ -28,6 +28,7 @@ class Picture:
     def ok(self) -> bool:
         return self.file is not None
 
+
 # --- what a person reads -------------------------------------------------------------------------------------------
 Shot = tuple[Picture, "bytes | None"]  # a picture and its JPEG (None: there is none)
 
