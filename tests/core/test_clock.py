@@ -42,3 +42,16 @@ def test_a_malformed_value_stops_plume_run_with_the_expected_form(raw, tmp_path)
     r = subprocess.run([sys.executable, "-m", "gateway.cli_run", str(site)], capture_output=True, text=True,
                        env={clock.SPEEDUP_ENV: raw}, timeout=60)
     assert r.returncode == 2 and "expected FACTOR@ANCHOR_MS" in r.stderr, r.stderr
+
+
+def test_the_tests_fast_clock_never_reads_earlier_than_the_child_it_drives():
+    """A test brackets a child's fast time between two readings of `FastClock.now_ms`: a reading taken after the
+    child's must never be earlier (it was by up to `factor` ms when whole real milliseconds were scaled; a flaky
+    `before <= at <= after` at -n 8)."""
+    from tests.pipeline.helpers import FastClock
+
+    fast = FastClock(60)
+    clock.set_speedup(60, fast.anchor_ms)
+    for _ in range(2000):
+        child = clock.base_ms()
+        assert child <= fast.now_ms()

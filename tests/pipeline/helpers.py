@@ -53,8 +53,11 @@ class FastClock:
         return {SPEEDUP_ENV: speedup_value(self.factor, self.anchor_ms)}
 
     def now_ms(self) -> int:
-        real = time.time_ns() // 1_000_000
-        return self.anchor_ms + int((real - self.anchor_ms) * self.factor)
+        """The child's clock, by its formula (`gateway.core.clock.base_ms`: nanoseconds scaled, then whole ms):
+        scaling whole real milliseconds instead lags it by up to `factor` ms, and a time the child took just
+        before this reading would look later than it."""
+        anchor_ns = self.anchor_ms * 1_000_000
+        return (anchor_ns + int((time.time_ns() - anchor_ns) * self.factor)) // 1_000_000
 
     def real_s(self, seconds: float) -> float:
         """Real seconds for `seconds` on the fast clock."""
