@@ -48,16 +48,20 @@ def test_overview_shows_every_device_with_the_simulators_values_and_a_silenced_d
     legend = browser.find_element("id", "legend").text
     assert "HJ 212" in legend and "通讯异常" in legend  # B, communication fault
 
-    # every value on the page is what the simulator served for the poll the page names
-    shown = page_devices(browser)
-    assert [d["device"] for d in shown] == ["dust-1", "so2-1", "stack-1"]
-
-    def truth_covers() -> bool:
+    # every value on the page is what the simulator served for the poll the page names: a moment where every
+    # shown poll was answered (on a loaded machine one poll may time out: flag B, nothing served to compare with)
+    # and the truth log holds its answers
+    def answered_page() -> list[dict[str, Any]] | None:
+        page = page_devices(browser)
+        if any(v["flag"] != "N" for d in page for v in d["values"]):
+            return None
         served = rig.served()
-        return all(served_for(served, d["device"], ch, d["last_poll"]) is not None
-                   for d in shown for ch in served.get(d["device"], {}))
+        covered = all(served_for(served, d["device"], ch, d["last_poll"]) is not None
+                      for d in page for ch in served.get(d["device"], {}))
+        return page if covered else None
 
-    wait_for(truth_covers, 10, "the simulator's truth log to hold the polls shown")
+    shown = wait_for(answered_page, 10, "a page of answered polls the simulator's truth log holds", interval=0.1)
+    assert [d["device"] for d in shown] == ["dust-1", "so2-1", "stack-1"]
     served = rig.served()
     compared = 0
     for d in shown:
@@ -73,7 +77,10 @@ def test_overview_shows_every_device_with_the_simulators_values_and_a_silenced_d
     for size in (DESKTOP, PHONE):
         screenshot(browser, SCREENSHOTS, "overview", size)
 
-    # silence so2-1: the page turns it offline by itself (no reload: the marker set on this page survives)
+    # silence so2-1: the page turns it offline by itself (no reload: the marker set on this page survives); its
+    # device page draws its history later, so it has answered a few polls first
+    wait_for(lambda: len(rig.served().get("so2-1", {}).get("so2_ppb", [])) >= 3, 10, "three answers of so2-1",
+             interval=0.1)
     browser.execute_script("window.__sameDocument = 1")
     rig.fault("so2-1", "dead")
     wait_until(browser, lambda b: b.find_elements(
