@@ -150,8 +150,10 @@ class HistorySource:
     `history_site`; each minute's value held for that minute's samples), in time order. The stack analyzer
     calibrates for one hour (flag C), as real analyzers do now and then."""
 
-    def __init__(self, site: Site, emit: Callable[[DeviceReading], None], start_ms: int, end_ms: int):
+    def __init__(self, site: Site, emit: Callable[[DeviceReading], None], start_ms: int, end_ms: int,
+                 room: Callable[[], bool] = lambda: True):
         self.site, self.emit, self.start_ms, self.end_ms = site, emit, start_ms, end_ms
+        self.room = room  # False while the log holds enough uncommitted readings: wait for its commits
         self.emitted = 0
         self.units = {d.name: {r.channel: r.unit for r in d.profile.registers} for d in site.devices}
 
@@ -182,6 +184,11 @@ class HistorySource:
                 self.emitted += 1
             if self.emitted % 512 < len(models):
                 await asyncio.sleep(0)
+                # days of history arrive far faster than polls: on a loaded machine they filled the log's memory
+                # buffer (store.max_buffered) before a commit ended, and the log refused the rest (counted as
+                # lost), so the history never arrived whole
+                while not self.room():
+                    await asyncio.sleep(0.005)
 
     def health(self) -> dict[str, Any]:
         return {}
@@ -232,7 +239,8 @@ async def _run_history(site: Site, log_path: Path, start_ms: int, end_ms: int) -
         stage = getattr(gw, "stage", None)
         if stage is not None and not takes_clock and hasattr(stage, "_clock"):
             stage._clock = now  # stand-in until Gateway takes a clock (the stage has one)
-        sources.append(HistorySource(s, emit, start_ms, end_ms))
+        sources.append(HistorySource(s, emit, start_ms, end_ms, room=lambda: gw.log is None
+                                     or gw.log.stats().buffered < gw.log.config.max_buffered // 4))
         return sources[-1]
 
     takes_clock = "clock" in inspect.signature(Gateway).parameters
