@@ -120,7 +120,8 @@ def test_sighup_applies_a_changed_poll_interval_refuses_an_invalid_file_and_lose
     dust = sorted(r.ts for r in records if r.device == "dust-1" and r.ok)
     old = [b - a for a, b in itertools.pairwise(dust) if b < hup_ms]
     new = [b - a for a, b in itertools.pairwise(dust) if a > applied_ms]
-    assert old and min(old) >= 900, old
+    # 1 s apart before (a poll late by the loaded machine shortens the gap after it: 829 ms at load 11), 0.25 s after
+    assert old and min(old) >= 600, old
     assert new and min(new) <= 400, new
     # every value the simulator served for dust-1 is in the log, across both reloads
     points = {"dust-1": [{"time": r.ts, **{ch: cv.value for ch, cv in r.values.items()}} for r in records
