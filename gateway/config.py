@@ -132,7 +132,9 @@ class DeviceConfig(Strict):
     )
     status: list[StatusSpec] = Field(default_factory=list)
     poll_interval_s: float = Field(10.0, ge=0.05, le=86_400)
-    timeout_s: float = Field(1.0, gt=0, le=60)
+    timeout_s: float = Field(1.0, gt=0, le=60, description="How long the device may take to answer a request. On a "
+                             "serial line it is counted once the request and its answer have had their time on the "
+                             "wire (292 ms for 11 registers at 1200 baud), as a Modbus master's response timeout.")
     retries: int = Field(1, ge=0, le=10)
     max_registers_per_request: int | None = Field(None, ge=1, le=125)
     max_gap: int | None = Field(None, ge=0, le=124)

@@ -123,11 +123,24 @@ class TransportErrors:
         link.transport_error(exc)
 
 
+def serial_char_s(bus: RtuBus | TcpBus | RtuOverTcpBus) -> float:
+    """One character's time on the serial side of a bus (0 on Modbus TCP: no serial line to wait for)."""
+    if isinstance(bus, RtuBus):
+        return char_time_s(bus.baudrate, bus.bytesize, bus.parity, bus.stopbits)
+    if isinstance(bus, RtuOverTcpBus):
+        return char_time_s(bus.baudrate)
+    return 0.0
+
+
+RTU_REQUEST_BYTES = 8  # id, fc, address, count or value, CRC: every read and single write
+
+
 class ModbusLink:
     def __init__(self, bus: RtuBus | TcpBus | RtuOverTcpBus, io_timeout_s: float = 3.0):
         self.bus = bus
         self.io_timeout_s = io_timeout_s
         self.pause_s = default_pause_s(bus)
+        self._char_s = serial_char_s(bus)
         self._rx_bytes = 0
         self._client: Any = None
         self._last_end = 0.0
@@ -228,8 +241,10 @@ class ModbusLink:
             with contextlib.suppress(Exception):  # closing a half-opened port must not raise over the real cause
                 client.close()
 
-    async def _transact(self, call: Callable[[Any], Awaitable[Any]], timeout_s: float, unit: int = 0) -> Any:
-        """One request/answer on the link, after the pause the line needs; the answer, or ReadError."""
+    async def _transact(self, call: Callable[[Any], Awaitable[Any]], timeout_s: float, unit: int = 0,
+                        wire_s: float = 0.0) -> Any:
+        """One request/answer on the link, after the pause the line needs; the answer, or ReadError. The answer
+        is waited for `timeout_s` beyond the frames' `wire_s` on a serial line."""
         await self.open()
         loop = asyncio.get_running_loop()
         await self._wait_for_quiet(timeout_s)
@@ -242,7 +257,7 @@ class ModbusLink:
         self.unit = unit
         try:
             # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation (shutdown would hang)
-            async with asyncio.timeout(timeout_s):
+            async with asyncio.timeout(timeout_s + wire_s):
                 rr = await call(self._client)
         except TimeoutError:
             if not isinstance(self.bus, RtuBus):
@@ -253,7 +268,8 @@ class ModbusLink:
                     self.bad_frames[unit] += 1
                 msg = f"{self._rx_bytes} bytes received but no valid frame (CRC/framing)"
                 raise ReadError("garbled", msg) from None
-            raise ReadError("timeout", f"no answer within {timeout_s:g} s") from None
+            after = f" after {wire_s * 1000:.0f} ms on the wire" if wire_s >= 0.0005 else ""
+            raise ReadError("timeout", f"no answer within {timeout_s:g} s{after}") from None
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # pymodbus raises ConnectionException / ModbusIOException on a broken link
@@ -269,6 +285,16 @@ class ModbusLink:
             raise ReadError("exception", exception_text(code), code)
         return rr
 
+    def wire_s(self, function: int, count: int = 1) -> float:
+        """Time a request and the answer it asks for take on the serial line. A transaction waits for this plus the
+        device's response timeout (a Modbus master's timeout is the device's time to answer): at 1200 baud 11
+        registers take 292 ms on the wire, and a 0.2 s timeout that counted the wire would never see the answer.
+        0 on Modbus TCP."""
+        if not self._char_s:
+            return 0.0
+        data = (count + 7) // 8 if function in (1, 2) else 2 * count if function in (3, 4) else 3
+        return (RTU_REQUEST_BYTES + 3 + data + 2) * self._char_s
+
     async def write(self, function: int, address: int, value: int, device_id: int, timeout_s: float) -> None:
         """FC 5 (one coil: `value` true/false) or FC 6 (one holding register); ReadError when it did not happen."""
         if function not in (5, 6):
@@ -279,7 +305,7 @@ class ModbusLink:
                 return client.write_coil(address, bool(value), device_id=device_id)
             return client.write_register(address, int(value), device_id=device_id)
 
-        await self._transact(call, timeout_s, device_id)
+        await self._transact(call, timeout_s, device_id, self.wire_s(function))
 
     async def read(self, function: int, address: int, count: int, device_id: int, timeout_s: float) -> list[int]:
         """Registers (FC 3/4) or bits (FC 1/2) as a list of ints; ReadError when there is nothing usable."""
@@ -288,7 +314,7 @@ class ModbusLink:
         def call(client: Any) -> Any:
             return getattr(client, names[function])(address, count=count, device_id=device_id)
 
-        rr = await self._transact(call, timeout_s, device_id)
+        rr = await self._transact(call, timeout_s, device_id, self.wire_s(function, count))
         try:
             return checked_answer(rr, function, count)
         except ReadError:
