@@ -41,3 +41,11 @@ def test_plume_run_imports_no_trio_even_where_it_is_installed(tmp_path: Path, in
     modules = run_modules(tmp_path, influxdb, procs)
     assert "httpx" in modules and "httpcore" in modules  # the sink's client was built
     assert not {m for m in modules if m.split(".")[0] in ("trio", "outcome", "sortedcontainers")}
+
+
+def test_plume_run_imports_no_rich(tmp_path: Path, influxdb: InfluxDB, procs: Callable[..., Proc]) -> None:
+    """`plume run` comes through the whole command line (gateway.cli) but prints nothing with rich: rich's ~45
+    modules are imported by the commands that print tables, not by the gateway."""
+    modules = run_modules(tmp_path, influxdb, procs)
+    assert "gateway.cli" in modules and "gateway.pipeline.gateway" in modules
+    assert not {m for m in modules if m.split(".")[0] in ("rich", "pygments", "markdown_it")}
