@@ -32,7 +32,8 @@ async def main():
     n = 0
     for _ in range(120):
         for _ in range(100):  # a commit of 100 polls of 50 values, as at 20 devices x 50 registers
-            log.append(reading(f"d{{n % 20}}", 1_767_225_600_000 + n * 10, {{f"c{{i}}": float(n + i) for i in range(50)}}))
+            values = {{f"c{{i}}": float(n + i) for i in range(50)}}
+            log.append(reading(f"d{{n % 20}}", 1_767_225_600_000 + n * 10, values))
             n += 1
         await log.flush()
     task.cancel()
