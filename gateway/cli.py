@@ -11,12 +11,11 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from gateway.cli_args import csv_list as _csv
 from gateway.cli_args import parse_ids as _parse_ids
 from gateway.cli_audit import run_audit
+from gateway.cli_console import LazyConsole, Table
 from gateway.config import ConfigError, RtuBus, RtuOverTcpBus, TcpBus, site_schema
 from gateway.grafana_push import grafana_app
 from gateway.hj212.cli import hj212_app
@@ -53,9 +52,9 @@ app.add_typer(profiles_app, name="profiles")
 app.add_typer(hj212_app, name="hj212", help="Decode and encode HJ 212 packets (debugging tools for integrators).")
 app.add_typer(grafana_app, name="grafana", help="Push the Grafana boards to a running Grafana.")
 
-# Piped output (CI logs, `| less`) gets wide lines instead of rich's 80-column default.
-out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 160)
+# rich is imported at the first print (never by `plume run`); piped output gets wide lines (gateway.cli_console)
+out = LazyConsole()
+err = LazyConsole(stderr=True)
 
 SiteFile = Annotated[Path, typer.Argument(help="Site file (YAML).", show_default=False)]
 
@@ -369,7 +368,7 @@ def scan(
     async def go() -> list[tuple[str, int, str]]:
         found: list[tuple[str, int, str]] = []
         refused: list[ReadError] = []
-        with Progress(console=err, transient=True) as progress:
+        with Progress(console=err.console, transient=True) as progress:
             for bus in buses:
                 link = ModbusLink(bus, io_timeout_s=max(3.0, timeout + 1))
                 label = f"{link.where}{' at ' + setting(bus) if serial else ''}"
@@ -500,7 +499,7 @@ def demo(
         err.print(f"{SPEEDUP_ENV}: the clock runs {fast:g} times as fast as real time (tests only)")
     path = file or _example_site()
     site = load_or_exit(path)
-    raise typer.Exit(run_demo(site, duration=duration, seed=seed, console=out, log_dir=log_dir,
+    raise typer.Exit(run_demo(site, duration=duration, seed=seed, console=out.console, log_dir=log_dir,
                               with_servers=with_servers))
 
 

@@ -10,15 +10,15 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
+
+from gateway.cli_console import LazyConsole, Table
 
 DEFAULT_SITE = Path("/etc/plume/site.yaml")  # what deploy/systemd/plume.service runs
 SiteArg = Annotated[Path, typer.Argument(help="Site file of the running gateway.", show_default=True)]
 SiteOpt = Annotated[Path, typer.Option("--site", help="Site file of the running gateway.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="The API's JSON, one document.")]
 
-out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+out = LazyConsole()
 alarms_app = typer.Typer(help="Active alarms of the running gateway; `ack` acknowledges one.")
 log_app = typer.Typer(no_args_is_help=True, help="The durable log of the running gateway.")
 cockpit_app = typer.Typer(no_args_is_help=True, help="The cockpit web page.")

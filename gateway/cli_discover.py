@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from gateway.cli_args import csv_list as _csv
 from gateway.cli_args import parse_ids as _parse_ids
+from gateway.cli_console import LazyConsole
 from gateway.discover import BAUD_RATES, PARITIES, FoundDevice, discover_line, entry, lines_of, starter
 from gateway.discover import as_json as json_doc
 
@@ -40,7 +39,7 @@ def discover_command(
     """Find the devices on RS-485 lines: sweep baud rates, parities and ids (progress on stderr; Ctrl-C shows what
     was found so far), fingerprint each device against the built-in profiles, and print a ready-to-paste
     `buses:` and `devices:` block for the site file."""
-    err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 160)
+    err = LazyConsole(stderr=True)
     bauds = _csv(baudrate, "--baudrate")
     if not all(b.isdigit() for b in bauds):
         raise typer.BadParameter("--baudrate: numbers such as 9600 or 9600,19200")

@@ -25,6 +25,7 @@ def run_command(
     metrics_host: Annotated[str, typer.Option("--metrics-host", help="Address for --metrics-port.")] = "127.0.0.1",
 ) -> None:
     """Run the gateway: poll every device, commit each reading to the durable log, deliver it to every sink."""
+    hide_trio()
     import asyncio
     import logging
 
@@ -59,6 +60,17 @@ def run_command(
     logging.shutdown()
     if code:
         raise typer.Exit(code)
+
+
+def hide_trio() -> None:
+    """Make `import trio` fail in this process, as it does where the gateway is installed alone.
+
+    httpcore (under httpx, the InfluxDB sink's client) imports trio whenever it is installed, to support trio
+    programs; `plume run` runs on asyncio only and never uses it. trio comes into an environment only with tools
+    (selenium in the development extra), and importing it with attrs, outcome and sortedcontainers costs ~4 MB of
+    RSS. Only the `plume run` process does this (it owns its imports), never a library import."""
+    if "trio" not in sys.modules:
+        sys.modules["trio"] = None  # type: ignore[assignment]  # None in sys.modules: ImportError on import
 
 
 async def _run(site: object, metrics_port: int | None, metrics_host: str) -> int:

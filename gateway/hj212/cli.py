@@ -14,9 +14,8 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
+from gateway.cli_console import LazyConsole, Table
 from gateway.hj212.codec import VERSION_BITS, Cp, Packet, crc16, decode, encode, make_flag, split
 from gateway.hj212.errors import Hj212Error
 from gateway.hj212.names import CN_NAMES, DATA_FLAGS, EXE_RTN, POLLUTANTS, QN_RTN, ST_NAMES, describe_flag
@@ -24,7 +23,7 @@ from gateway.hj212.timefmt import qn_text
 
 hj212_app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                         help="Decode and encode HJ 212 packets (debugging tools).")
-out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+out = LazyConsole()
 
 FIELD_ORDER = ("Rtd", "Avg", "Min", "Max", "Cou", "ZsRtd", "ZsAvg", "ZsMin", "ZsMax", "Flag")
 

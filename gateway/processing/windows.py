@@ -35,7 +35,6 @@ equals an uninterrupted run, without a window emitted twice (property-tested).
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -210,7 +209,7 @@ class _Acc:
         self.mode = mean_mode(unit)
         self.n = 0
         self.valid = 0
-        self.flags: Counter[Flag] = Counter()
+        self.flags: dict[Flag, int] | None = None  # counts of flags other than N; made at the first one
         self.vals = _Stats()
         self.all = _Stats()
         self.cou: float | None = None
@@ -219,7 +218,7 @@ class _Acc:
         self.n += 1
         numeric = avg is not None and lo is not None and hi is not None
         if flag is not Flag.N or not numeric:
-            self.flags[flag if flag is not Flag.N else Flag.B] += 1
+            self._count(flag if flag is not Flag.N else Flag.B)
         if numeric:
             assert avg is not None and lo is not None and hi is not None
             self.all.add(self.mode, avg, lo, hi)
@@ -230,15 +229,24 @@ class _Acc:
         if cou is not None:
             self.cou = cou if self.cou is None else self.cou + cou
 
+    def _count(self, flag: Flag) -> None:
+        """One more value with `flag` (a dict only once a channel has a flag other than N: most never do, and
+        a channel of a 1,000-channel site keeps five of these accumulators)."""
+        flags = self.flags
+        if flags is None:
+            self.flags = {flag: 1}
+        else:
+            flags[flag] = flags.get(flag, 0) + 1
+
     def add_raw(self, v: float | None, flag: Flag) -> None:
         """`add(v, v, v, flag, None)` for one raw value (a minute's input), with the sums of an arithmetic mean
         inlined: this runs for every value of every poll."""
         self.n += 1
         if v is None:
-            self.flags[flag if flag is not Flag.N else Flag.B] += 1
+            self._count(flag if flag is not Flag.N else Flag.B)
             return
         if flag is not Flag.N:
-            self.flags[flag] += 1
+            self._count(flag)
         if self.mode != "linear":
             self.all.add(self.mode, v, v, v)
             if flag is Flag.N or flag is Flag.T:
@@ -262,7 +270,8 @@ class _Acc:
         if self.n > 0 and self.n >= min_n and self.valid >= required:
             flag = Flag.N
         elif self.flags:
-            flag = max(self.flags, key=lambda f: (self.flags[f], FLAG_SEVERITY[f]))
+            counts = self.flags
+            flag = max(counts, key=lambda f: (counts[f], FLAG_SEVERITY[f]))
         else:
             flag = Flag.B
         cou, cou_unit = self.cou, ""

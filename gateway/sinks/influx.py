@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from gateway.alarms.records import AlarmRecord
 from gateway.processing.records import AggregateRecord
 from gateway.sinks.backoff import Backoff, Outage, Recovery
-from gateway.sinks.base import DeliveredHook, HealthProvider, SinkStatus
+from gateway.sinks.base import BATCH_VALUES, DeliveredHook, HealthProvider, SinkStatus
 from gateway.sinks.config import InfluxSinkConfig
 from gateway.sinks.influx_http import TransportError, Writer, make_writer
 from gateway.sinks.lineproto import aggregate_line, alarm_line, health_lines, reading_line
@@ -122,7 +122,7 @@ class InfluxSink:
         after = self.consumer.acked
         while True:
             after = max(after, self.consumer.acked)  # the disk cap may have moved the cursor past us
-            records = await self.log.read(after, cfg.batch_size, linger_s=linger)
+            records = await self.log.read(after, cfg.batch_size, linger_s=linger, max_values=BATCH_VALUES)
             if not records:
                 return
             items: list[Item] = []

@@ -35,7 +35,7 @@ from gateway.alarms.records import AlarmRecord
 from gateway.processing.records import AggregateRecord
 from gateway.sinks.availability import Availability
 from gateway.sinks.backoff import Backoff, Outage, Recovery, tcp_reachable
-from gateway.sinks.base import DeliveredHook, HealthProvider, SinkStatus
+from gateway.sinks.base import BATCH_VALUES, DeliveredHook, HealthProvider, SinkStatus
 from gateway.sinks.config import MqttSinkConfig
 from gateway.sinks.contract import (
     ack_topic,
@@ -287,7 +287,7 @@ class MqttSink:
             while True:
                 if window and self.log.committed_id <= after:
                     await self._settle(window, len(window))  # nothing new: confirm what is on the wire first
-                records = await self.log.read(after, cfg.batch)
+                records = await self.log.read(after, cfg.batch, max_values=BATCH_VALUES)
                 if not records:
                     await self._settle(window, len(window))
                     return True

@@ -103,6 +103,17 @@ class LogStats:
     tail: int = 0  # committed records held in memory for consumers that have not acknowledged them
 
 
+def _values_bounded(records: list[LogRecord], max_values: int) -> list[LogRecord]:
+    """The leading records of `records` that carry at most `max_values` channel values (at least one record)."""
+    n = 0
+    for i, rec in enumerate(records):
+        if isinstance(rec, ReadingRecord):
+            n += len(rec.reading.values)
+            if n > max_values:
+                return records[: max(i, 1)]
+    return records
+
+
 class DurableLog:
     """SQLite (WAL) store-and-forward log with per-consumer cursors."""
 
@@ -457,10 +468,13 @@ class DurableLog:
     def consumers(self) -> dict[str, Consumer]:
         return self._consumers
 
-    async def read(self, after: int, limit: int, linger_s: float = 0.0) -> list[LogRecord]:
+    async def read(self, after: int, limit: int, linger_s: float = 0.0,
+                   max_values: int | None = None) -> list[LogRecord]:
         """Committed records with id > after, oldest first, at most `limit`. Waits until there is at least one;
         returns [] once the log is closing and everything committed was read. With `linger_s`, waits up to that
-        long for a full batch (fewer, larger writes)."""
+        long for a full batch (fewer, larger writes). With `max_values`, the batch also ends before the record
+        that would take it past that many channel values (at least one record): what a sink holds while it
+        delivers a batch is bounded by values, however wide the devices (lingering ends at that bound too)."""
         while True:
             after = max(after, self.first_id - 1)
             if self.committed_id > after:
@@ -471,6 +485,8 @@ class DurableLog:
         if linger_s > 0 and self.committed_id - after < limit and not self._closing:
             deadline = time.monotonic() + linger_s
             while self.committed_id - after < limit and not self._closing:
+                if max_values is not None and self._tail_values_after(after, max_values) >= max_values:
+                    break
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
@@ -481,17 +497,36 @@ class DurableLog:
         tail = self._tail
         if tail and tail[0].id <= after + 1:
             start = after + 1 - tail[0].id
-            return tail[start : start + limit]
-        return await self._run(self._read_db, after, limit)
+            part = tail[start : start + limit]
+            return part if max_values is None else _values_bounded(part, max_values)
+        return await self._run(self._read_db, after, limit, max_values)
 
-    def _read_db(self, after: int, limit: int) -> list[LogRecord]:
-        return self._decode_rows(self._db.read_records(after, limit))
+    def _tail_values_after(self, after: int, enough: int) -> int:
+        """Channel values of the committed records after `after` held in the tail (counting stops at `enough`)."""
+        tail = self._tail
+        if not tail or tail[0].id > after + 1:
+            return 0
+        n = 0
+        for rec in tail[after + 1 - tail[0].id :]:
+            if isinstance(rec, ReadingRecord):
+                n += len(rec.reading.values)
+                if n >= enough:
+                    break
+        return n
 
-    def _decode_rows(self, rows: list[KindRow]) -> list[LogRecord]:
+    def _read_db(self, after: int, limit: int, max_values: int | None = None) -> list[LogRecord]:
+        return self._decode_rows(self._db.read_records(after, limit), max_values)
+
+    def _decode_rows(self, rows: list[KindRow], max_values: int | None = None) -> list[LogRecord]:
         schemas = self._schemas_by_id
         out: list[LogRecord] = []
+        budget = max_values
         for rid, ts, seq, sid, flags, vals, extra, kind in rows:
             if kind == 0:
+                if budget is not None:  # the row's width is its schema's: known before decoding it
+                    budget -= len(schemas[sid].channels)
+                    if budget < 0 and out:
+                        break
                 reading = decode(schemas[sid], ts, flags, vals, extra)
                 out.append(ReadingRecord(rid, ts, reading.site, seq, reading))
                 continue

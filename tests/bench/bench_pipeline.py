@@ -159,6 +159,12 @@ async def child(site_file: str, mode: str, rate: float, duration: float) -> dict
 STORE_EXTRA = ""  # e.g. ", commit_interval_ms: 250" (--commit-interval-ms)
 PROFILE_TO: Path | None = None  # --profile: cProfile the gateway of each load into this folder
 GATEWAY_ROOT: Path | None = None  # --gateway-root: run `plume run` from another checkout (before/after figures)
+# --entry: how `plume run` is started: "plume" as the console script does (`gateway.cli:app`, the whole command
+# line tool imported first, as systemd runs it), or "module" (`python -m gateway.cli_run`, only the run command)
+ENTRY = "plume"
+_PLUME = "import sys; from gateway.cli import app; sys.argv[0] = 'plume'; sys.exit(app())"
+COMPILE = True  # --no-compile: run the gateway as the environment leaves it (maybe from source, see compile_bytecode)
+SMAPS_TO: Path | None = None  # --smaps: keep /proc/PID/smaps of each load's gateway (at start-up and at the end)
 
 
 def write_site(folder: Path, mqtt_port: int | None, influx_port: int, extra: str = "",
@@ -297,13 +303,15 @@ def run_load(tmp: Path, name: str, devices: int, registers: int, interval: float
                 raise RuntimeError(f"plume-sim exited with {sim.returncode}")
         t_start = time.monotonic()
         prof = [] if PROFILE_TO is None else ["-m", "cProfile", "-o", str(PROFILE_TO / f"{name}.prof")]
-        gw = subprocess.Popen([sys.executable, *prof, "-m", "gateway.cli_run", str(site), "--metrics-port",
+        entry = ["-c", _PLUME, "run"] if ENTRY == "plume" and not prof else ["-m", "gateway.cli_run"]
+        gw = subprocess.Popen([sys.executable, *prof, *entry, str(site), "--metrics-port",
                                str(metrics), "--log-level", "warning"], start_new_session=True,
                               env=None if GATEWAY_ROOT is None else {**os.environ, "PYTHONPATH": str(GATEWAY_ROOT)},
                               cwd=GATEWAY_ROOT)
         wait_for(lambda: scrape(metrics).get("plume_log_committed_total:", 0) > 0, 60, "the gateway to poll",
                  interval=0.01)
         startup = time.monotonic() - t_start
+        mem0 = mem_of(gw.pid, "start", name)
         time.sleep(min(2.0, interval * 2))  # past the start-up burst
         m0, t0, cpu0, sim0 = scrape(metrics), time.monotonic(), cpu_of(gw.pid), cpu_of(sim.pid)
         while time.monotonic() - t0 < duration:
@@ -311,6 +319,7 @@ def run_load(tmp: Path, name: str, devices: int, registers: int, interval: float
             samples.append(scrape(metrics))
         m1, t1, cpu1, sim1 = scrape(metrics), time.monotonic(), cpu_of(gw.pid), cpu_of(sim.pid)
         rss = rss_of(gw.pid)
+        mem1 = mem_of(gw.pid, "end", name)
     finally:
         for p in (gw, sim):
             if p is not None and p.poll() is None:
@@ -341,13 +350,15 @@ def run_load(tmp: Path, name: str, devices: int, registers: int, interval: float
         "max": m1.get("plume_sink_latency_max_ms:mqtt"),
         "depth": max([s.get("plume_sink_log_depth:mqtt", 0) + s.get("plume_sink_log_depth:influx", 0)
                       for s in samples] or [0]),
+        "mem_start": mem0, "mem_end": mem1,
         "startup_s": startup, "span_s": span, "load_avg": os.getloadavg()[0], "sim_pct": 100 * (sim1 - sim0) / span,
     }
 
 
 def print_loads(rows: list[dict[str, Any]], where: str) -> None:
     print(f"\n== loads: plume-sim (one Modbus TCP port per device) -> plume run -> MQTT QoS 1 + InfluxDB v1, "
-          f"durability full, regulatory stage on; log on {where}")
+          f"durability full, regulatory stage on; log on {where}; started as "
+          f"{'plume run' if ENTRY == 'plume' else 'python -m gateway.cli_run'}")
     print(f"{'load':8s} {'offered/s':>10s} {'delivered/s':>11s} {'slots':>7s} {'taken':>7s} {'CPU %':>6s} "
           f"{'s/10k':>6s} {'VmHWM MB':>8s} {'age p50/p95/max ms':>19s} {'depth':>6s} {'start s':>7s} {'load':>5s} "
           f"{'sim %':>5s}")
@@ -366,9 +377,30 @@ def print_loads(rows: list[dict[str, Any]], where: str) -> None:
           "delivered; age = poll to PUBACK (last 4096 messages); depth = most readings waiting in the log "
           "(both sinks); start = process start to the first committed reading; load = 1-min load average of the "
           "machine; sim % = CPU of plume-sim")
+    print("memory at start-up (first committed reading) -> at the end: VmRSS (anonymous + file-backed) MB, threads")
+    for r in rows:
+        a, b = r["mem_start"], r["mem_end"]
+        print(f"{r['load']:8s} {a['VmRSS']:.1f} ({a['RssAnon']:.1f} + {a['RssFile']:.1f}), {a['Threads']:.0f} threads"
+              f" -> {b['VmRSS']:.1f} ({b['RssAnon']:.1f} + {b['RssFile']:.1f}), {b['Threads']:.0f} threads;"
+              f" VmHWM {b['VmHWM']:.1f}")
+
+
+def compile_bytecode() -> None:
+    """Byte-compile the gateway's code and the environment's packages, as `pip install` (deploy/install.sh) leaves
+    an installed gateway: with PYTHONDONTWRITEBYTECODE set and an editable install, every start would otherwise
+    compile each module from source, which costs seconds of CPU and ~6 MB of peak RSS that no installed gateway
+    pays."""
+    import sysconfig
+
+    root = GATEWAY_ROOT or ROOT
+    dirs = [root / "gateway", Path(sysconfig.get_paths()["purelib"])]
+    subprocess.run([sys.executable, "-m", "compileall", "-q", "-j", "0", *map(str, dirs)], check=False,
+                   stdout=subprocess.DEVNULL)
 
 
 def bench_loads(tmp: Path, names: list[str], duration: float, log_dir: Path | None) -> None:
+    if COMPILE:
+        compile_bytecode()
     rows = []
     for name in names:
         devices, registers, interval = LOADS[name]
@@ -388,6 +420,22 @@ def bench_loads(tmp: Path, names: list[str], duration: float, log_dir: Path | No
 def cpu_of(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def mem_of(pid: int, moment: str, load: str) -> dict[str, float]:
+    """VmRSS, its anonymous and file-backed parts (MB) and the thread count of `pid` now; with --smaps the whole
+    /proc/PID/smaps is kept as SMAPS_TO/LOAD-MOMENT.smaps."""
+    out: dict[str, float] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
+            out[key] = int(value.split()[0]) / 1024
+        elif key == "Threads":
+            out[key] = int(value)
+    if SMAPS_TO is not None:
+        SMAPS_TO.mkdir(parents=True, exist_ok=True)
+        (SMAPS_TO / f"{load}-{moment}.smaps").write_text(Path(f"/proc/{pid}/smaps").read_text())
+    return out
 
 
 def rss_of(pid: int) -> float:
@@ -479,6 +527,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--log-dir", type=Path, help="put the gateway's log here (e.g. a tmpfs-backed loop mount)")
     p.add_argument("--commit-interval-ms", type=int, help="store.commit_interval_ms of the gateway (default: 0)")
     p.add_argument("--profile", type=Path, help="cProfile `plume run` of each load into this folder")
+    p.add_argument("--entry", choices=["plume", "module"], default="plume", help="start the gateway as the `plume` "
+                   "console script does (default) or as `python -m gateway.cli_run` (the run command only)")
+    p.add_argument("--no-compile", action="store_true", help="do not byte-compile the gateway and its packages first")
+    p.add_argument("--smaps", type=Path, help="keep /proc/PID/smaps of each load's gateway in this folder")
     p.add_argument("--gateway-root", type=Path, help="run `plume run` from this checkout (e.g. `git archive` of an "
                    "older commit) to compare before/after on the same machine at the same time")
     args = p.parse_args(argv)
@@ -489,7 +541,10 @@ def main(argv: list[str] | None = None) -> None:
     for binary in ("mosquitto", "influxd"):
         if shutil.which(binary) is None:
             raise SystemExit(f"{binary} is not installed (see docs/services.md)")
-    global STORE_EXTRA, PROFILE_TO, GATEWAY_ROOT
+    global STORE_EXTRA, PROFILE_TO, GATEWAY_ROOT, SMAPS_TO, ENTRY, COMPILE
+    ENTRY = args.entry
+    COMPILE = not args.no_compile
+    SMAPS_TO = args.smaps
     GATEWAY_ROOT = args.gateway_root
     if args.commit_interval_ms is not None:
         STORE_EXTRA = f", commit_interval_ms: {args.commit_interval_ms}"
