@@ -203,11 +203,12 @@ class _Stats:
 
 
 class _Acc:
-    __slots__ = ("all", "cou", "flags", "mode", "n", "unit", "valid", "vals")
+    __slots__ = ("all", "cou", "flags", "linear", "mode", "n", "unit", "valid", "vals")
 
     def __init__(self, unit: str):
         self.unit = unit
         self.mode = mean_mode(unit)
+        self.linear = self.mode == "linear"
         self.n = 0
         self.valid = 0
         self.flags: Counter[Flag] = Counter()
@@ -348,7 +349,7 @@ class WindowEngine:
         minute = dev.open.get("1m")
         if minute is None:
             minute = self._open(dev, "1m", ts)
-        excluded, accs, isfinite = self._excluded, minute.accs, math.isfinite
+        excluded, accs, isfinite, normal = self._excluded, minute.accs, math.isfinite, Flag.N
         for ch, cv in reading.values.items():
             value = cv.value
             if isinstance(value, str):
@@ -362,6 +363,25 @@ class WindowEngine:
             if acc is None:
                 acc = accs[ch] = _Acc(cv.unit)
             if type(value) is float:
+                if value - value == 0.0 and cv.flag is normal and acc.linear:  # finite: inf - inf is NaN
+                    # add_raw of a valid value, inlined: the sums of both sets (all and measured) move alike
+                    acc.n += 1
+                    acc.valid += 1
+                    s = acc.all
+                    s.cnt += 1
+                    s.s1 += value
+                    if s.lo is None or value < s.lo:
+                        s.lo = value
+                    if s.hi is None or value > s.hi:
+                        s.hi = value
+                    s = acc.vals
+                    s.cnt += 1
+                    s.s1 += value
+                    if s.lo is None or value < s.lo:
+                        s.lo = value
+                    if s.hi is None or value > s.hi:
+                        s.hi = value
+                    continue
                 acc.add_raw(value if isfinite(value) else None, cv.flag)
             else:
                 acc.add_raw(_finite(value), cv.flag)
