@@ -36,6 +36,7 @@ from typing import Any
 
 from gateway.alarms.records import AlarmEntry
 from gateway.core.model import Flag
+from gateway.store.codec import FLOAT_TEXT, float_text
 from gateway.store.records import ReadingRecord
 
 CONTRACT_VERSION = 1
@@ -110,6 +111,7 @@ def data_payload(record: ReadingRecord) -> bytes:
     items: list[str] = []
     append = items.append
     texts = _channel_text
+    ft = FLOAT_TEXT
     for ch, cv in r.values.items():
         v = cv.value
         unit = cv.unit
@@ -117,7 +119,7 @@ def data_payload(record: ReadingRecord) -> bytes:
         if known is None or known[0] != unit:
             known = _text(ch, unit)
         if type(v) is float and v - v == 0.0 and cv.flag is _N and not cv.note:  # finite: inf - inf is NaN
-            append(f"{known[1]}{v!r}{known[2]}")
+            append(f"{known[1]}{ft.get(v) or float_text(v)}{known[2]}")
             continue
         if type(v) is float:
             text = repr(v) if math.isfinite(v) else "null"

@@ -28,6 +28,7 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 from gateway.core.model import DeviceReading, Flag
+from gateway.store.codec import FLOAT_TEXT, float_text
 
 _KEY_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
 _MEASUREMENT_ESCAPES = str.maketrans({",": r"\,", " ": r"\ "})
@@ -100,12 +101,13 @@ def reading_line(reading: DeviceReading, exact: Collection[str] = ()) -> str | N
     append = parts.append
     keys = _keys
     normal = _normal
+    ft = FLOAT_TEXT
     isfinite = math.isfinite
     for ch, cv in reading.values.items():
         value = cv.value
         if type(value) is float and value - value == 0.0 and cv.flag is _N:  # finite: inf - inf is NaN
             known = normal.get(ch) or _normal_keys(ch)
-            append(f"{known[0]}{value!r}{known[1]}")
+            append(f"{known[0]}{ft.get(value) or float_text(value)}{known[1]}")
             continue
         pair = keys.get(ch) or _field_keys(ch)
         if type(value) is float:
