@@ -352,15 +352,15 @@ class WindowEngine:
         excluded, accs, isfinite, normal = self._excluded, minute.accs, math.isfinite, Flag.N
         for ch, cv in reading.values.items():
             value = cv.value
-            if isinstance(value, str):
-                continue
-            ex = excluded.get(ch)
-            if ex is None:
-                ex = self._exclude(ch)
-            if ex:
-                continue
-            acc = accs.get(ch)
+            acc = accs.get(ch)  # a channel with an accumulator is aggregated: no exclusion to look up
             if acc is None:
+                if isinstance(value, str):
+                    continue
+                ex = excluded.get(ch)
+                if ex is None:
+                    ex = self._exclude(ch)
+                if ex:
+                    continue
                 acc = accs[ch] = _Acc(cv.unit)
             if type(value) is float:
                 if value - value == 0.0 and cv.flag is normal and acc.linear:  # finite: inf - inf is NaN
@@ -383,7 +383,7 @@ class WindowEngine:
                         s.hi = value
                     continue
                 acc.add_raw(value if isfinite(value) else None, cv.flag)
-            else:
+            elif not isinstance(value, str):  # text is not aggregated
                 acc.add_raw(_finite(value), cv.flag)
         return out
 

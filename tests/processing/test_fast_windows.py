@@ -15,15 +15,16 @@ class Plain(float):
 
 
 T0 = 1_767_225_600_000
-value = st.floats(-1e6, 1e6) | st.sampled_from([float("nan"), float("inf"), -0.0, 0.0, None, 1e300, -1e300])
+value = st.floats(-1e6, 1e6) | st.sampled_from([float("nan"), float("inf"), -0.0, 0.0, None, 1e300, -1e300, "text", 7])
 flag = st.sampled_from([Flag.N, Flag.N, Flag.N, Flag.T, Flag.C, Flag.D])
 unit = st.sampled_from(["ug/m3", "deg", "dB(A)", "kg/h"])
 poll = st.tuples(st.integers(1, 40_000), st.sampled_from(["d1", "d2"]),
-                 st.lists(st.tuples(st.sampled_from(["a", "b", "c"]), value, flag), max_size=4))
+                 st.lists(st.tuples(st.sampled_from(["a", "b", "c", "x_run"]), value, flag), max_size=4))
 
 
 def run(polls: list[tuple[int, str, list[tuple[str, object, Flag]]]], units: dict[str, str], plain: bool) -> list[str]:
-    engine = WindowEngine(WindowsConfig(periods=["1m", "5m", "1h", "1d"]), site="s", sampling={"d1": 5.0})
+    engine = WindowEngine(WindowsConfig(periods=["1m", "5m", "1h", "1d"], exclude=["x_*"]), site="s",
+                          sampling={"d1": 5.0})
     out = []
     ts = T0
     for step, device, chs in polls:
@@ -38,6 +39,10 @@ def run(polls: list[tuple[int, str, list[tuple[str, object, Flag]]]], units: dic
         out += engine.advance(ts + 3 * 86_400_000)
     except (OverflowError, ValueError) as exc:
         return [repr(exc)]
+    numeric = {(d, ch) for _, d, chs in polls for ch, v, _ in chs if not isinstance(v, str)}
+    for a in out:
+        assert "x_run" not in a.channels  # excluded
+        assert all((a.device, ch) in numeric for ch in a.channels)  # a channel only ever text is not aggregated
     return [repr(a.to_json()) for a in out]
 
 
@@ -45,4 +50,5 @@ def run(polls: list[tuple[int, str, list[tuple[str, object, Flag]]]], units: dic
 @given(st.lists(poll, max_size=60), st.fixed_dictionaries({"a": unit, "b": unit, "c": unit}))
 def test_the_inlined_raw_path_gives_the_plain_aggregates(polls: list[tuple[int, str, list[tuple[str, object, Flag]]]],
                                                          units: dict[str, str]) -> None:
+    units = {**units, "x_run": "h"}
     assert run(polls, units, plain=False) == run(polls, units, plain=True)
