@@ -174,6 +174,40 @@ def decode(spec: RegisterSpec, words: Sequence[int]) -> ChannelValue:
 
 Decoder = Callable[[Sequence[int]], ChannelValue]
 
+# IntDecimal: what a one-register integer channel with a decimal scale needs to be decoded exactly from the integer
+# register alone (see int_decimal): (signed, K, P, unit, min, max).
+IntDecimal = tuple[bool, int, int, str, float | None, float | None]
+_SAFE = 2.0 ** 40  # |value| * 10^digits below this: the float product is nowhere near a rounding boundary
+
+
+def int_decimal(spec: RegisterSpec) -> IntDecimal | None:
+    """For a u16/i16 channel with no linear map, no byte swap, offset 0 and a decimal scale (0.1, 0.01, 2.5 ...):
+    (signed, K, P, ...) with `raw * K / P` equal to `to_engineering`'s `float(round(raw * scale + offset, digits))`
+    for every register value; None for any other channel.
+
+    Why they are equal: scale = K / 10^d exactly in decimal, digits = d, so the value meant is the decimal N / 10^d
+    (N = raw * K). The float product differs from it by a few ulps, far less than half of 10^-d as long as
+    |value| * 10^d < 2^40 (checked for the largest register value), so `round(x, d)` gives back that decimal and
+    then its nearest double; `int / int` in Python is that nearest double (correctly rounded) as well. Offset 0
+    keeps -0.0 out (raw * scale + offset can be -0.0 only through a non-zero offset); property-tested against
+    `decode` (tests/acquisition/test_fast_decode.py)."""
+    if spec.type not in (DataType.u16, DataType.i16) or spec.linear is not None or spec.order in (
+            Order.BADC, Order.DCBA):
+        return None
+    scale, offset = spec.scale, spec.offset
+    if offset != 0 or math.copysign(1.0, offset) < 0 or not math.isfinite(scale) or scale == 0:
+        return None
+    digits = _rounding(spec)
+    if digits is None or digits > 20:
+        return None
+    k = Decimal(repr(float(scale))).scaleb(digits)
+    if k != k.to_integral_value():
+        return None
+    p = 10**digits
+    if abs(float(scale)) * 0x10000 * p >= _SAFE:
+        return None
+    return spec.type is DataType.i16, int(k), p, spec.unit, spec.min, spec.max
+
 
 def decoder_for(spec: RegisterSpec) -> Decoder:
     """`decode` for one channel, with what depends only on the profile worked out once. One-register integers

@@ -117,6 +117,8 @@ class QualityProcessor:
         self._windows = [(w, w.bounds_ms(self.tz), parse_daily(w.daily) if w.daily else None)
                          for w in self.maintenance.windows]
         self._rule_of: dict[tuple[str, str], StuckRule | None] = {}
+        self._windows_of: dict[tuple[str, str], list[tuple[MaintenanceWindow, tuple[int, int] | None,
+                                                           tuple[int, int] | None]]] = {}
 
     # --- maintenance ----------------------------------------------------------------------------------------
     def set_maintenance(self, on: bool | None, device: str | None = None) -> None:
@@ -129,16 +131,31 @@ class QualityProcessor:
 
     def in_maintenance(self, device: str, channel: str, ts: int) -> str | None:
         """Why `device.channel` is under maintenance at `ts` (a short reason), or None."""
+        switched = self._switched(device)
+        if switched is not None:
+            return switched or None
+        return self._planned(device, channel, ts)
+
+    def _switched(self, device: str) -> str | None:
+        """What the switches say of every channel of `device`: "maintenance switch", "" (switched off: no
+        maintenance, whatever the windows say) or None (the windows decide, channel by channel)."""
         dev = self._switch.get(device)
         if dev is not None:
-            return "maintenance switch" if dev else None
+            return "maintenance switch" if dev else ""
         site = self._switch.get(None, self.maintenance.active)
         if site and matches(device, self.maintenance.devices):
             return "maintenance switch"
+        return None
+
+    def _planned(self, device: str, channel: str, ts: int) -> str | None:
+        """The planned (or daily) maintenance window `device.channel` is in at `ts`, or None."""
+        key = (device, channel)
+        wins = self._windows_of.get(key)
+        if wins is None:  # the windows of one channel, matched once (a site's channels are few and fixed)
+            wins = self._windows_of[key] = [(w, bounds, daily) for w, bounds, daily in self._windows
+                                            if matches(device, w.devices) and matches(channel, w.channels)]
         minute: int | None = None
-        for w, bounds, daily in self._windows:
-            if not (matches(device, w.devices) and matches(channel, w.channels)):
-                continue
+        for w, bounds, daily in wins:
             if bounds is not None and bounds[0] <= ts < bounds[1]:
                 return w.reason or "planned maintenance"
             if daily is not None:
@@ -171,17 +188,23 @@ class QualityProcessor:
 
     # --- the stage ------------------------------------------------------------------------------------------
     def apply(self, reading: DeviceReading) -> DeviceReading:
-        """Add M and stuck flags to `reading` (in place; returned for chaining)."""
+        """Add M and stuck flags to `reading` (in place; returned for chaining). The switches are asked once per
+        reading (they hold for every channel), the windows and stuck rules only when there are any."""
+        device, ts = reading.device, reading.ts
+        switched = self._switched(device)
+        windows = switched is None and bool(self._windows)
+        if not switched and not windows and not self.stuck:
+            return reading
         for ch, cv in reading.values.items():
-            why = self.in_maintenance(reading.device, ch, reading.ts)
+            why = switched or (self._planned(device, ch, ts) if windows else None)
             if why is not None:
                 flag = worst_flag(cv.flag, Flag.M)
                 if flag is not cv.flag:
                     cv.flag = flag
                     cv.note = cv.note or why
-            rule = self._rule(reading.device, ch)
+            rule = self._rule(device, ch) if self.stuck else None
             if rule is not None and isinstance(cv.value, (int, float)) and not isinstance(cv.value, bool):
-                note = self._stuck(reading.device, ch, float(cv.value), reading.ts, rule)
+                note = self._stuck(device, ch, float(cv.value), ts, rule)
                 if note is not None:
                     flag = worst_flag(cv.flag, rule.flag)
                     if flag is not cv.flag:

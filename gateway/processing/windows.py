@@ -202,11 +202,12 @@ class _Stats:
 
 
 class _Acc:
-    __slots__ = ("all", "cou", "flags", "mode", "n", "unit", "valid", "vals")
+    __slots__ = ("all", "cou", "flags", "linear", "mode", "n", "unit", "valid", "vals")
 
     def __init__(self, unit: str):
         self.unit = unit
         self.mode = mean_mode(unit)
+        self.linear = self.mode == "linear"
         self.n = 0
         self.valid = 0
         self.flags: dict[Flag, int] | None = None  # counts of flags other than N; made at the first one
@@ -357,22 +358,41 @@ class WindowEngine:
         minute = dev.open.get("1m")
         if minute is None:
             minute = self._open(dev, "1m", ts)
-        excluded, accs, isfinite = self._excluded, minute.accs, math.isfinite
+        excluded, accs, isfinite, normal = self._excluded, minute.accs, math.isfinite, Flag.N
         for ch, cv in reading.values.items():
             value = cv.value
-            if isinstance(value, str):
-                continue
-            ex = excluded.get(ch)
-            if ex is None:
-                ex = self._exclude(ch)
-            if ex:
-                continue
-            acc = accs.get(ch)
+            acc = accs.get(ch)  # a channel with an accumulator is aggregated: no exclusion to look up
             if acc is None:
+                if isinstance(value, str):
+                    continue
+                ex = excluded.get(ch)
+                if ex is None:
+                    ex = self._exclude(ch)
+                if ex:
+                    continue
                 acc = accs[ch] = _Acc(cv.unit)
             if type(value) is float:
+                if value - value == 0.0 and cv.flag is normal and acc.linear:  # finite: inf - inf is NaN
+                    # add_raw of a valid value, inlined: the sums of both sets (all and measured) move alike
+                    acc.n += 1
+                    acc.valid += 1
+                    s = acc.all
+                    s.cnt += 1
+                    s.s1 += value
+                    if s.lo is None or value < s.lo:
+                        s.lo = value
+                    if s.hi is None or value > s.hi:
+                        s.hi = value
+                    s = acc.vals
+                    s.cnt += 1
+                    s.s1 += value
+                    if s.lo is None or value < s.lo:
+                        s.lo = value
+                    if s.hi is None or value > s.hi:
+                        s.hi = value
+                    continue
                 acc.add_raw(value if isfinite(value) else None, cv.flag)
-            else:
+            elif not isinstance(value, str):  # text is not aggregated
                 acc.add_raw(_finite(value), cv.flag)
         return out
 

@@ -35,6 +35,8 @@ import math
 from typing import Any
 
 from gateway.alarms.records import AlarmEntry
+from gateway.core.model import Flag
+from gateway.store.codec import FLOAT_TEXT, float_text
 from gateway.store.records import ReadingRecord
 
 CONTRACT_VERSION = 1
@@ -65,6 +67,9 @@ def _clean(value: object) -> object:
 
 
 _channel_parts: dict[tuple[str, str], tuple[str, str]] = {}
+_channel_text: dict[str, tuple[str, str, str]] = {}  # channel -> (unit, its head, its tail for flag N, no note)
+_heads: dict[tuple[str, str, str], tuple[str, str]] = {}  # (site, device, kind) -> the text around seq
+_N = Flag.N
 
 
 def _parts(channel: str, unit: str) -> tuple[str, str]:
@@ -76,27 +81,60 @@ def _parts(channel: str, unit: str) -> tuple[str, str]:
     return parts
 
 
+def _text(channel: str, unit: str) -> tuple[str, str, str]:
+    """(unit, head, the tail of an N value without a note) of one channel; the first unit seen is the one kept
+    (another device's channel of the same name with another unit takes `_parts`)."""
+    head, mid = _parts(channel, unit)
+    known = (unit, head, mid + 'N"}')
+    if len(_channel_text) < 65536:
+        _channel_text.setdefault(channel, known)
+    return known
+
+
+def _head(site: str, device: str, kind: str) -> tuple[str, str]:
+    key = (site, device, kind)
+    head = _heads.get(key)
+    if head is None:
+        head = (f'{{"v":{CONTRACT_VERSION},"site":{_dumps(site)},"device":{_dumps(device)},"kind":{_dumps(kind)},'
+                '"seq":', ',"ts":')
+        if len(_heads) < 65536:
+            _heads[key] = head
+    return head
+
+
 def data_payload(record: ReadingRecord) -> bytes:
     """The data message, byte for byte what `json` makes of the documented dict (tests/pipeline/test_payload_text.py
-    checks it), built from the fixed text of each channel instead of a dict per value: this runs for every poll."""
+    checks it), built from the fixed text of each channel instead of a dict per value: this runs for every poll.
+    A finite float with flag N and no note (nearly every value) is one f-string of its channel's head, its repr
+    and its channel's tail."""
     r = record.reading
-    items = []
+    items: list[str] = []
+    append = items.append
+    texts = _channel_text
+    ft = FLOAT_TEXT
     for ch, cv in r.values.items():
-        head, mid = _parts(ch, cv.unit)
         v = cv.value
+        unit = cv.unit
+        known = texts.get(ch)
+        if known is None or known[0] != unit:
+            known = _text(ch, unit)
+        if type(v) is float and v - v == 0.0 and cv.flag is _N and not cv.note:  # finite: inf - inf is NaN
+            append(f"{known[1]}{ft.get(v) or float_text(v)}{known[2]}")
+            continue
         if type(v) is float:
             text = repr(v) if math.isfinite(v) else "null"
         elif v is None:
             text = "null"
         else:
             text = _dumps(v)
+        head, mid = _parts(ch, unit)
         if cv.note:
-            items.append(head + text + mid + cv.flag + '","note":' + _dumps(cv.note) + "}")
+            append(head + text + mid + cv.flag + '","note":' + _dumps(cv.note) + "}")
         else:
-            items.append(head + text + mid + cv.flag + '"}')
+            append(head + text + mid + cv.flag + '"}')
     error = ',"error":' + _dumps(r.error) if r.error else ""
-    return (f'{{"v":{CONTRACT_VERSION},"site":{_dumps(r.site)},"device":{_dumps(r.device)},"kind":{_dumps(r.kind)},'
-            f'"seq":{record.seq},"ts":{r.ts},"ok":{"true" if r.ok else "false"},"values":{{{",".join(items)}}}'
+    start, ts = _head(r.site, r.device, r.kind)
+    return (f'{start}{record.seq}{ts}{r.ts},"ok":{"true" if r.ok else "false"},"values":{{{",".join(items)}}}'
             f'{error}}}').encode()
 
 

@@ -27,7 +27,8 @@ import math
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from gateway.core.model import DeviceReading
+from gateway.core.model import DeviceReading, Flag
+from gateway.store.codec import FLOAT_TEXT, float_text
 
 _KEY_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
 _MEASUREMENT_ESCAPES = str.maketrans({",": r"\,", " ": r"\ "})
@@ -70,19 +71,45 @@ def format_value(value: object) -> str | None:
     return '"' + escape_string(str(value)) + '"'
 
 
+_normal: dict[str, tuple[str, str]] = {}  # channel -> (`key=`, `,key_flag="N"`)
+_series: dict[tuple[str, str, str], str] = {}  # (kind, site, device) -> `kind,site=..,device=.. `
+_N = Flag.N
+
+
+def _normal_keys(channel: str) -> tuple[str, str]:
+    key, flag_key = _field_keys(channel)
+    keys = (key, "," + flag_key + '"N"')
+    if len(_normal) < 65536:
+        _normal[channel] = keys
+    return keys
+
+
+def _series_text(kind: str, site: str, device: str) -> str:
+    text = f"{escape_measurement(kind)},site={escape_key(site)},device={escape_key(device)} "
+    if len(_series) < 65536:
+        _series[(kind, site, device)] = text
+    return text
+
+
 def reading_line(reading: DeviceReading, exact: Collection[str] = ()) -> str | None:
     """One point for one poll; None when the reading has no channel at all. `exact`: the channels written as
     integer fields (gateway.acquisition.codec.exact_channels). Runs for every poll: the field keys come from a
-    per-channel cache and a finite float (the usual value) takes the direct path."""
+    per-channel cache, and a finite float with flag N (the usual value) is one f-string of its channel's texts."""
     if not reading.values:
         return None
     parts: list[str] = []
     append = parts.append
     keys = _keys
+    normal = _normal
+    ft = FLOAT_TEXT
     isfinite = math.isfinite
     for ch, cv in reading.values.items():
-        pair = keys.get(ch) or _field_keys(ch)
         value = cv.value
+        if type(value) is float and value - value == 0.0 and cv.flag is _N:  # finite: inf - inf is NaN
+            known = normal.get(ch) or _normal_keys(ch)
+            append(f"{known[0]}{ft.get(value) or float_text(value)}{known[1]}")
+            continue
+        pair = keys.get(ch) or _field_keys(ch)
         if type(value) is float:
             if isfinite(value):
                 append(pair[0] + repr(value))
@@ -94,10 +121,10 @@ def reading_line(reading: DeviceReading, exact: Collection[str] = ()) -> str | N
             if text is not None:
                 append(pair[0] + text)
         append(pair[1] + '"' + cv.flag + '"')
-    return (
-        f"{escape_measurement(reading.kind)},site={escape_key(reading.site)},device={escape_key(reading.device)} "
-        f"{','.join(parts)} {reading.ts}"
-    )
+    series = _series.get((reading.kind, reading.site, reading.device))
+    if series is None:
+        series = _series_text(reading.kind, reading.site, reading.device)
+    return f"{series}{','.join(parts)} {reading.ts}"
 
 
 def point(measurement: str, tags: dict[str, str], fields: dict[str, object], ts_ms: int) -> str | None:

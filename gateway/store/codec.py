@@ -50,6 +50,24 @@ Row = tuple[int, int, int, int, str, str, str | None]  # id, ts, seq, schema, fl
 KindRow = tuple[int, int, int, int, str, str, str | None, int]  # the same + kind
 
 
+# Finite non-zero float -> its repr(), shared by the log row, the MQTT data message and the InfluxDB line, which
+# all write a value as repr() writes it: the shortest repr of a float costs more than the rest of a value's
+# encoding, and a device's values repeat (a register of a scale-0.1 channel has at most 65,536 of them). 0.0 and
+# -0.0 are one key with two texts, so zero is never kept; emptied when full (about 0.4 MB), so it follows drift.
+FLOAT_TEXT: dict[float, str] = {}
+FLOAT_TEXT_MAX = 4096
+
+
+def float_text(v: float) -> str:
+    """repr(v) of a finite float, kept in FLOAT_TEXT (look it up there first: `FLOAT_TEXT.get(v) or float_text(v)`)."""
+    text = repr(v)
+    if v:
+        if len(FLOAT_TEXT) >= FLOAT_TEXT_MAX:
+            FLOAT_TEXT.clear()
+        FLOAT_TEXT[v] = text
+    return text
+
+
 def schema_key(reading: DeviceReading) -> SchemaKey:
     values = reading.values
     return (reading.site, reading.device, reading.kind, tuple(values), tuple(cv.unit for cv in values.values()))
@@ -58,7 +76,11 @@ def schema_key(reading: DeviceReading) -> SchemaKey:
 def encode(record_id: int, seq: int, schema_id: int, reading: DeviceReading) -> Row:
     values = reading.values.values()
     flags = "".join([cv.flag for cv in values])  # Flag is a StrEnum: its members are their letters
-    vals = _dumps([cv.value for cv in values])
+    ft = FLOAT_TEXT
+    texts = [(ft.get(v) or float_text(v)) if type(v) is float and v - v == 0.0 else None  # finite: inf - inf is NaN
+             for v in [cv.value for cv in values]]
+    # json writes a finite float as repr() does; anything else (None, NaN, text, int) takes json itself
+    vals = "[" + ",".join(texts) + "]" if None not in texts else _dumps([cv.value for cv in values])  # type: ignore[arg-type]
     extra: str | None = None
     if not reading.ok or reading.error or any([cv.note for cv in values]):
         notes = {ch: cv.note for ch, cv in reading.values.items() if cv.note}
