@@ -165,9 +165,11 @@ def mean_mode(unit: str) -> str:
 
 
 class _Stats:
-    """Running sums of one set of values (the measured ones, N and T, or all numeric ones)."""
+    """Running sums of one set of values (the measured ones, N and T, or all numeric ones). Sound levels sum their
+    energy relative to the loudest level so far (`ref`): 10^(L/10) itself overflows above ~3,080 dB and vanishes
+    below ~-3,230 dB, which a garbled register can say."""
 
-    __slots__ = ("cnt", "hi", "lo", "s1", "s2")
+    __slots__ = ("cnt", "hi", "lo", "ref", "s1", "s2")
 
     def __init__(self) -> None:
         self.cnt = 0
@@ -175,6 +177,7 @@ class _Stats:
         self.s2 = 0.0
         self.lo: float | None = None
         self.hi: float | None = None
+        self.ref: float | None = None
 
     def add(self, mode: str, avg: float, lo: float, hi: float) -> None:
         self.cnt += 1
@@ -183,7 +186,12 @@ class _Stats:
             self.s1 += math.sin(r)
             self.s2 += math.cos(r)
         elif mode == "energy":
-            self.s1 += 10.0 ** (avg / 10.0)
+            ref = self.ref
+            if ref is None or avg > ref:  # a new loudest level: the sum so far rescaled to it (it stays <= cnt)
+                self.s1 = (self.s1 * 10.0 ** ((ref - avg) / 10.0) if ref is not None else 0.0) + 1.0
+                self.ref = avg
+            else:
+                self.s1 += 10.0 ** ((avg - ref) / 10.0)
         else:
             self.s1 += avg
         self.lo = lo if self.lo is None or lo < self.lo else self.lo
@@ -197,7 +205,8 @@ class _Stats:
                 return None  # directions cancel out: no mean direction
             return math.degrees(math.atan2(self.s1, self.s2)) % 360.0
         if mode == "energy":
-            return 10.0 * math.log10(self.s1 / self.cnt)
+            assert self.ref is not None
+            return self.ref + 10.0 * math.log10(self.s1 / self.cnt)
         return self.s1 / self.cnt
 
 

@@ -177,6 +177,21 @@ def test_noise_is_averaged_as_energy_leq():
     assert m.channels["noise"].avg == pytest.approx(67.4036, abs=1e-4)
 
 
+@pytest.mark.parametrize("levels", [(5000.0, 5000.0), (-5000.0, -5000.0), (3100.0, 3090.0), (1e300, 1e300)])
+def test_sound_levels_of_any_size_average_as_energy_without_breaking_the_engine(levels):
+    """A garbled noise register (no max in its profile) can say 5,000 dB: 10^(L/10) overflowed (OverflowError) and
+    -5,000 dB underflowed to log10(0) (ValueError), out of the window engine, for every channel of the stage."""
+    e = engine()
+    e.feed(r(T, noise=(levels[0], "dB(A)"), pm10=(10.0, "ug/m3")))
+    e.feed(r(T + 10_000, noise=(levels[1], "dB(A)"), pm10=(20.0, "ug/m3")))
+    (m,) = e.feed(r(T + MIN, noise=(0.0, "dB(A)"), pm10=(0.0, "ug/m3")))
+    hi, lo = max(levels), min(levels)
+    # 10 log10((10^(hi/10) + 10^(lo/10)) / 2), written so that neither power is ever formed
+    want = hi + 10 * math.log10((1 + 10 ** ((lo - hi) / 10)) / 2)
+    assert m.channels["noise"].avg == pytest.approx(want)
+    assert m.channels["pm10"].avg == 15.0
+
+
 def test_emission_rate_gets_a_cumulative_mass():
     e = engine()
     out = per_minute(e, T, 60, value=6.0, ch="so2_rate", unit="kg/h", device="stack-1")
