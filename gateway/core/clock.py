@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import json
 import logging
 import os
@@ -205,11 +206,18 @@ class _Timex(ctypes.Structure):
     _fields_ = [("modes", ctypes.c_uint), ("_rest", ctypes.c_byte * 256)]
 
 
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    """The C library, found once: `ctypes.util.find_library` runs `ldconfig -p` (a process) every time it is asked,
+    and every health snapshot asks about the clock."""
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
 def system_unsynchronised() -> bool:
     """True when the kernel says the system clock is not synchronised (adjtimex returns TIME_ERROR: no NTP
     discipline); False when it is, or when this cannot be asked (not Linux)."""
     with contextlib.suppress(Exception):
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc = _libc()
         tx = _Timex()
         state = int(libc.adjtimex(ctypes.byref(tx)))
         return state == 5  # TIME_ERROR

@@ -55,3 +55,17 @@ def test_the_tests_fast_clock_never_reads_earlier_than_the_child_it_drives():
     for _ in range(2000):
         child = clock.base_ms()
         assert child <= fast.now_ms()
+
+
+def test_asking_whether_the_system_clock_is_synchronised_starts_no_process():
+    """Every health snapshot asks (adjtimex); finding libc with ctypes.util.find_library ran `ldconfig -p` each
+    time: a process per snapshot (~1 ms of CPU each on this machine, more on a Pi)."""
+    import resource
+
+    clock.system_unsynchronised()  # the first call may load what it needs
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    for _ in range(20):
+        clock.system_unsynchronised()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    assert (after.ru_utime + after.ru_stime) == (before.ru_utime + before.ru_stime)
+    assert after.ru_minflt == before.ru_minflt  # no child waited for at all (its page faults would count here)
