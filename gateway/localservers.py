@@ -155,7 +155,8 @@ class Mosquitto(Server):
         self.persistence = persistence
 
     def command(self) -> list[str]:
-        lines = [f"listener {self.port} 127.0.0.1", "log_dest stderr", "user root"]
+        # set_tcp_nodelay as the deployment kit's broker (deploy/mosquitto/plume.conf): PUBACKs at once
+        lines = [f"listener {self.port} 127.0.0.1", "log_dest stderr", "user root", "set_tcp_nodelay true"]
         if self.passwd is not None:
             lines += ["allow_anonymous false", f"password_file {self.passwd}"]
         else:
