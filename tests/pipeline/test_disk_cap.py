@@ -19,6 +19,7 @@ from gateway.core.model import DeviceReading
 from gateway.localservers import loopback_http
 from gateway.pipeline.gateway import Gateway
 from gateway.site.model import Site
+from gateway.store.log import CAP_CHECK_S
 
 from .helpers import reading
 from .servers import InfluxDB, Mosquitto, MqttCollector, free_port
@@ -95,6 +96,12 @@ async def test_disk_cap_drops_the_oldest_while_a_sink_is_down_and_says_so(
                                       and json.loads(p)["sinks"]["tsdb"]["dropped"] > 0],
                              what="the drop in the MQTT health message")
         assert health[-1]["sinks"]["tsdb"]["connected"] is False
+        # every reading is committed: the cap's last drop comes with its next check; the database returns after it
+        # (a drop during the sink's first write to the returning database counted readings as dropped that this
+        # write then delivered: 396 too many at load 10; see the stop-22 note)
+        await asyncio.sleep(1.5 * CAP_CHECK_S)  # a check has measured the file since the last commit
+        await until(lambda: (lambda m: m if m["plume_log_bytes:"] <= 0.1e6 else None)(scrape(metrics_port)),
+                    timeout=10, what="the log within its 0.1 MB cap before the database returns")
 
         await asyncio.to_thread(influxdb.start)
         await until(lambda: scrape(metrics_port)["plume_sink_log_depth:tsdb"] == 0, what="the rest delivered")
