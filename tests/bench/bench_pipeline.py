@@ -6,7 +6,8 @@
 Each gateway runs in its own fresh process (so RSS and CPU are the gateway's, not the harness's), against
 Mosquitto and InfluxDB 1.6 (v1 API) started here on free loopback ports:
 
-1. sustained: a synthetic source (10 devices x 10 channels, stamped at emit time) offers a fixed rate for a
+1. sustained: a synthetic source (10 devices x 10 channels, or `--channels N` values a reading, stamped at emit
+   time; its values are made once, so the source costs the gateway next to nothing) offers a fixed rate for a
    while; the gateway commits every poll to the durable log (durability full) and delivers it to MQTT (QoS 1)
    and InfluxDB. Reported: values/s delivered by both sinks, CPU seconds per 10,000 values, peak RSS, p50/p99
    latency from poll to PUBACK (and to InfluxDB's 204).
@@ -47,13 +48,16 @@ from gateway.site.model import Site  # noqa: E402
 from tests.pipeline.servers import InfluxDB, Mosquitto, free_port, wait_for  # noqa: E402
 
 DEVICES = 10
-CHANNELS = [f"ch{i}" for i in range(10)]
+CHANNELS = [f"ch{i}" for i in range(10)]  # --channels N: values a reading of the sustained runs
+POOL = 64  # distinct value sets the synthetic source cycles through
 
 
 # --- the gateway child process ------------------------------------------------------------------------------
 
 class Synthetic:
-    """Offers `rate` polls/s (10 channels each) spread over 10 devices for `duration` seconds, stamped at emit."""
+    """Offers `rate` polls/s (len(CHANNELS) channels each) spread over 10 devices for `duration` seconds, stamped
+    at emit. The values are drawn once (POOL sets, cycled; each reading gets its own dict): making 100,000 random
+    ChannelValues a second would otherwise cost the gateway's process ~15 % of its CPU at 10 values a reading."""
 
     def __init__(self, site: Site, emit: Callable[[DeviceReading], None], rate: float, duration: float):
         self.site_id = site.id
@@ -65,6 +69,8 @@ class Synthetic:
 
     async def run(self) -> None:
         rnd = random.Random(1)
+        pool = [{ch: ChannelValue(round(rnd.uniform(0, 500), 1), "ug/m3", Flag.N) for ch in CHANNELS}
+                for _ in range(POOL)]
         start = time.monotonic()
         while True:
             elapsed = time.monotonic() - start
@@ -74,8 +80,8 @@ class Synthetic:
             ts = time.time_ns() // 1_000_000
             for _ in range(due):
                 n = self.emitted
-                values = {ch: ChannelValue(round(rnd.uniform(0, 500), 1), "ug/m3", Flag.N) for ch in CHANNELS}
-                self.emit(DeviceReading(self.site_id, f"dev-{n % DEVICES:02d}", "dust", ts + n % DEVICES, values))
+                self.emit(DeviceReading(self.site_id, f"dev-{n % DEVICES:02d}", "dust", ts + n % DEVICES,
+                                        dict(pool[n % POOL])))
                 self.emitted += 1
             await asyncio.sleep(0.01)
         self.done.set()
@@ -136,6 +142,7 @@ async def child(site_file: str, mode: str, rate: float, duration: float) -> dict
     cpu1 = resource.getrusage(resource.RUSAGE_SELF)
     out: dict[str, Any] = {
         "elapsed_s": elapsed,
+        "offer_s": duration,
         "cpu_s": (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime),
         "maxrss_mb": cpu1.ru_maxrss / 1024,
         "committed": lg.committed_records,
@@ -184,7 +191,8 @@ def write_site(folder: Path, mqtt_port: int | None, influx_port: int, extra: str
 
 
 def run_child(site: Path, mode: str, rate: float = 0, duration: float = 0) -> dict[str, Any]:
-    proc = subprocess.run([sys.executable, __file__, "--child", str(site), mode, str(rate), str(duration)],
+    proc = subprocess.run([sys.executable, __file__, "--child", str(site), mode, str(rate), str(duration),
+                           str(len(CHANNELS))],
                           capture_output=True, text=True, timeout=3600)
     if proc.returncode != 0:
         raise RuntimeError(f"child failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
@@ -195,7 +203,8 @@ def report_sustained(name: str, r: dict[str, Any]) -> None:
     values = r["committed"] * len(CHANNELS)
     print(f"\n== {name}")
     print(f"   {r['committed']:,} polls = {values:,} values committed in {r['commits']:,} transactions")
-    print(f"   delivered to both sinks at {values / r['elapsed_s']:,.0f} values/s (until the last PUBACK/204)")
+    print(f"   delivered to both sinks at {values / r['elapsed_s']:,.0f} values/s (until the last PUBACK/204, "
+          f"{r['elapsed_s'] - r['offer_s']:.1f} s after the source stopped: InfluxDB's linger is 1 s)")
     print(f"   CPU {r['cpu_s']:.2f} s = {r['cpu_s'] / (values / 10_000):.3f} CPU s per 10,000 values; "
           f"peak RSS {r['maxrss_mb']:.1f} MB")
     for sname, s in r["sinks"].items():
@@ -203,7 +212,16 @@ def report_sustained(name: str, r: dict[str, Any]) -> None:
               f"p50 {s['p50_ms']:.0f} ms, p99 {s['p99_ms']:.0f} ms")
 
 
-def bench_sustained(tmp: Path, rates: list[int], duration: float) -> None:
+def bench_sustained(tmp: Path, rates: list[int], duration: float, channels: int = 10) -> None:
+    global CHANNELS
+    CHANNELS, before = [f"ch{i}" for i in range(channels)], CHANNELS
+    try:
+        _bench_sustained(tmp, rates, duration)
+    finally:
+        CHANNELS = before
+
+
+def _bench_sustained(tmp: Path, rates: list[int], duration: float) -> None:
     for rate_values in rates:
         folder = tmp / f"sustained-{rate_values}"
         folder.mkdir()
@@ -214,7 +232,8 @@ def bench_sustained(tmp: Path, rates: list[int], duration: float) -> None:
         try:
             site = write_site(folder, broker.port, db.port)
             r = run_child(site, "sustained", rate_values / len(CHANNELS), duration)
-            report_sustained(f"sustained, offered {rate_values:,} values/s for {duration:g} s (synthetic source)", r)
+            report_sustained(f"sustained, offered {rate_values:,} values/s for {duration:g} s (synthetic source, "
+                             f"{len(CHANNELS)} values a reading: {rate_values / len(CHANNELS):,.0f} readings/s)", r)
         finally:
             broker.stop()
             db.stop()
@@ -314,10 +333,12 @@ def run_load(tmp: Path, name: str, devices: int, registers: int, interval: float
         mem0 = mem_of(gw.pid, "start", name)
         time.sleep(min(2.0, interval * 2))  # past the start-up burst
         m0, t0, cpu0, sim0 = scrape(metrics), time.monotonic(), cpu_of(gw.pid), cpu_of(sim.pid)
+        io0 = written_of(gw.pid)
         while time.monotonic() - t0 < duration:
             time.sleep(min(1.0, duration / 10))
             samples.append(scrape(metrics))
         m1, t1, cpu1, sim1 = scrape(metrics), time.monotonic(), cpu_of(gw.pid), cpu_of(sim.pid)
+        io1 = written_of(gw.pid)
         rss = rss_of(gw.pid)
         mem1 = mem_of(gw.pid, "end", name)
     finally:
@@ -351,6 +372,7 @@ def run_load(tmp: Path, name: str, devices: int, registers: int, interval: float
         "depth": max([s.get("plume_sink_log_depth:mqtt", 0) + s.get("plume_sink_log_depth:influx", 0)
                       for s in samples] or [0]),
         "mem_start": mem0, "mem_end": mem1,
+        "commits_s": delta("plume_log_commits_total:") / span, "written_kb_s": (io1 - io0) / 1024 / span,
         "startup_s": startup, "span_s": span, "load_avg": os.getloadavg()[0], "sim_pct": 100 * (sim1 - sim0) / span,
     }
 
@@ -360,8 +382,8 @@ def print_loads(rows: list[dict[str, Any]], where: str) -> None:
           f"durability full, regulatory stage on; log on {where}; started as "
           f"{'plume run' if ENTRY == 'plume' else 'python -m gateway.cli_run'}")
     print(f"{'load':8s} {'offered/s':>10s} {'delivered/s':>11s} {'slots':>7s} {'taken':>7s} {'CPU %':>6s} "
-          f"{'s/10k':>6s} {'VmHWM MB':>8s} {'age p50/p95/max ms':>19s} {'depth':>6s} {'start s':>7s} {'load':>5s} "
-          f"{'sim %':>5s}")
+          f"{'s/10k':>6s} {'VmHWM MB':>8s} {'age p50/p95/max ms':>19s} {'depth':>6s} {'commits/s':>9s} "
+          f"{'disk KB/s':>9s} {'start s':>7s} {'load':>5s} {'sim %':>5s}")
     for r in rows:
         ages = "/".join("-" if r[k] is None else f"{r[k]:.0f}" for k in ("p50", "p95", "max"))
         shape = f"{r['devices']}x{r['registers']}@{r['interval']:g}s"
@@ -369,13 +391,16 @@ def print_loads(rows: list[dict[str, Any]], where: str) -> None:
         per10k = f"{r['cpu_per_10k']:>6.3f}" if both * r["span_s"] >= 10_000 else "     -"
         print(f"{r['load']:8s} {r['offered']:>10,.1f} {both:>11,.1f} "
               f"{r['slots']:>7.0f} {r['taken']:>7.0f} {r['cpu_pct']:>6.2f} {per10k} "
-              f"{r['rss_mb']:>8.1f} {ages:>19s} {r['depth']:>6.0f} {r['startup_s']:>7.2f} {r['load_avg']:>5.2f}"
+              f"{r['rss_mb']:>8.1f} {ages:>19s} {r['depth']:>6.0f} {r['commits_s']:>9.1f} {r['written_kb_s']:>9.0f} "
+              f"{r['startup_s']:>7.2f} {r['load_avg']:>5.2f}"
               f" {r['sim_pct']:>5.0f}"
               f"  {shape}")
     print("delivered/s = values confirmed by both sinks (the slower of MQTT PUBACK and InfluxDB 204) per second; "
           "slots = scheduled poll slots, taken = polls made; s/10k = CPU s of plume run per 10,000 values "
           "delivered; age = poll to PUBACK (last 4096 messages); depth = most readings waiting in the log "
-          "(both sinks); start = process start to the first committed reading; load = 1-min load average of the "
+          "(both sinks); commits/s = the log's transactions (one fsync each at durability full); disk KB/s = what "
+          "the gateway wrote to storage (/proc/PID/io write_bytes: the log and its WAL); start = process start to "
+          "the first committed reading; load = 1-min load average of the "
           "machine; sim % = CPU of plume-sim")
     print("memory at start-up (first committed reading) -> at the end: VmRSS (anonymous + file-backed) MB, threads")
     for r in rows:
@@ -436,6 +461,14 @@ def mem_of(pid: int, moment: str, load: str) -> dict[str, float]:
         SMAPS_TO.mkdir(parents=True, exist_ok=True)
         (SMAPS_TO / f"{load}-{moment}.smaps").write_text(Path(f"/proc/{pid}/smaps").read_text())
     return out
+
+
+def written_of(pid: int) -> int:
+    """Bytes `pid` has caused to be sent to storage so far (write_bytes of /proc/PID/io)."""
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("write_bytes:"):
+            return int(line.split()[1])
+    return 0
 
 
 def rss_of(pid: int) -> float:
@@ -519,8 +552,11 @@ def bench_durability(tmp: Path, commits: int, log_dir: Path | None = None) -> No
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--quick", action="store_true", help="short runs (a smoke test of the benchmark itself)")
-    p.add_argument("--child", nargs=4, metavar=("SITE", "MODE", "RATE", "DURATION"), help=argparse.SUPPRESS)
+    p.add_argument("--child", nargs=5, metavar=("SITE", "MODE", "RATE", "DURATION", "CHANNELS"),
+                   help=argparse.SUPPRESS)
     p.add_argument("--rates", type=int, nargs="+", help="offered values/s of the sustained runs")
+    p.add_argument("--channels", type=int, default=10, help="values a reading of the sustained runs (default 10; "
+                   "the loads' devices have 50 and 100)")
     p.add_argument("--only", choices=["sustained", "loads", "backlog", "durability"], action="append")
     p.add_argument("--loads", nargs="+", choices=list(LOADS), help="which loads of the loads table")
     p.add_argument("--duration", type=float, help="seconds measured per load (default 20; idle at least 30)")
@@ -534,8 +570,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--gateway-root", type=Path, help="run `plume run` from this checkout (e.g. `git archive` of an "
                    "older commit) to compare before/after on the same machine at the same time")
     args = p.parse_args(argv)
+    global CHANNELS
     if args.child:
-        site, mode, rate, duration = args.child
+        site, mode, rate, duration, channels = args.child
+        CHANNELS = [f"ch{i}" for i in range(int(channels))]
         print(json.dumps(asyncio.run(child(site, mode, float(rate), float(duration)))), flush=True)
         return
     for binary in ("mosquitto", "influxd"):
@@ -557,7 +595,7 @@ def main(argv: list[str] | None = None) -> None:
             bench_durability(Path(tmp), 50 if args.quick else 400, args.log_dir)
         if "sustained" in only:
             rates = args.rates or ([5_000] if args.quick else [20_000, 30_000, 40_000, 50_000])
-            bench_sustained(Path(tmp), rates, 3 if args.quick else 20)
+            bench_sustained(Path(tmp), rates, 3 if args.quick else 20, args.channels)
         if "loads" in only:
             names = args.loads or (["a", "b"] if args.quick else list(LOADS))
             bench_loads(Path(tmp), names, args.duration or (3 if args.quick else 20), args.log_dir)
