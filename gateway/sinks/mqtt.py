@@ -54,6 +54,7 @@ from gateway.sinks.contract import (
     maintenance_topic,
     status_topic,
 )
+from gateway.sinks.mqtt_confirm import Confirmations
 from gateway.store.log import DurableLog
 from gateway.store.records import LogRecord, ReadingRecord, value_count
 
@@ -277,8 +278,8 @@ class MqttSink:
         cfg = self.cfg
         after = self.consumer.acked
         window: deque[tuple[LogRecord, asyncio.Future[Any]]] = deque()
-        publish = client.publish
-        qos, retain, timeout = cfg.qos, cfg.retain, cfg.timeout_s
+        publish = Confirmations(client).publish  # data messages: one Future each, no Task (mqtt_confirm.py)
+        qos, retain = cfg.qos, cfg.retain
         passed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         passed.set_result(None)  # records of kinds this sink does not publish
         if self._availability is not None:
@@ -296,9 +297,7 @@ class MqttSink:
                         await self._settle(window, 1)
                     fut: asyncio.Future[Any]
                     if isinstance(rec, ReadingRecord):
-                        fut = asyncio.ensure_future(
-                            publish(self._topic(rec), data_payload(rec), qos=qos, retain=retain, timeout=timeout)
-                        )
+                        fut = publish(self._topic(rec), data_payload(rec), qos, retain)
                         if self._availability is not None:
                             fut = self._with_device_status(client, rec, fut)
                     else:
@@ -311,9 +310,16 @@ class MqttSink:
                 fut.cancel()
 
     async def _settle(self, window: deque[tuple[LogRecord, asyncio.Future[Any]]], at_least: int) -> None:
-        """Wait until `at_least` of the oldest messages are confirmed, then advance the cursor."""
+        """Wait until `at_least` of the oldest messages are confirmed, then advance the cursor. A broker that
+        confirms nothing for `timeout_s` ends the session (MqttError, as aiomqtt's own publish times out)."""
         for i in range(min(at_least, len(window))):
-            await window[i][1]
+            fut = window[i][1]
+            if not fut.done():
+                try:
+                    async with asyncio.timeout(self.cfg.timeout_s):
+                        await fut
+                except TimeoutError:
+                    raise aiomqtt.MqttError("Operation timed out") from None
         self._settle_done(window)
 
     def _settle_done(self, window: deque[tuple[LogRecord, asyncio.Future[Any]]]) -> None:
