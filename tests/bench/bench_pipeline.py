@@ -334,8 +334,8 @@ def run_load(tmp: Path, name: str, devices: int, registers: int, interval: float
         time.sleep(min(2.0, interval * 2))  # past the start-up burst
         m0, t0, cpu0, sim0 = scrape(metrics), time.monotonic(), cpu_of(gw.pid), cpu_of(sim.pid)
         io0 = written_of(gw.pid)
-        while time.monotonic() - t0 < duration:
-            time.sleep(min(1.0, duration / 10))
+        while time.monotonic() - t0 < duration:  # a scrape a second, as slow as the polls at idle (Prometheus: 15 s)
+            time.sleep(min(max(1.0, interval), duration / 3))
             samples.append(scrape(metrics))
         m1, t1, cpu1, sim1 = scrape(metrics), time.monotonic(), cpu_of(gw.pid), cpu_of(sim.pid)
         io1 = written_of(gw.pid)
