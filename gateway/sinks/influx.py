@@ -25,9 +25,10 @@ from gateway.sinks.backoff import Backoff, Outage, Recovery
 from gateway.sinks.base import BATCH_VALUES, DeliveredHook, HealthProvider, SinkStatus
 from gateway.sinks.config import InfluxSinkConfig
 from gateway.sinks.influx_http import TransportError, Writer, make_writer
-from gateway.sinks.lineproto import aggregate_line, alarm_line, health_lines, reading_line
+from gateway.sinks.lineproto import aggregate_line, alarm_line, health_lines, reading_line, row_line
+from gateway.store.codec import decode_stored
 from gateway.store.log import DurableLog
-from gateway.store.records import LogRecord, ReadingRecord, value_count
+from gateway.store.records import LogRecord, ReadingRecord, StoredReading, value_count
 
 REFUSED_ALARM_AFTER = 20  # points refused in a row before the sink says its endpoint is probably wrong
 
@@ -48,7 +49,14 @@ class Closing(Exception):
 
 def record_line(rec: LogRecord, exact: Mapping[str, frozenset[str]] | None = None) -> str | None:
     """The point of a log record: readings, aggregates, alarm events (not checkpoints); None for other kinds.
-    `exact`: device -> channels written as integer fields (gateway.acquisition.codec.exact_channels)."""
+    `exact`: device -> channels written as integer fields (gateway.acquisition.codec.exact_channels). A reading
+    read back as its row (a backlog) is written from the row when it can be, else decoded first."""
+    if isinstance(rec, StoredReading):
+        lay = rec.layout
+        line = row_line(lay.kind, lay.site, lay.device, lay.channels, rec.flags, rec.vals, rec.ts)
+        if line is not None:
+            return line
+        rec = decode_stored(rec)
     if isinstance(rec, ReadingRecord):
         return reading_line(rec.reading, exact.get(rec.reading.device, ()) if exact else ())
     if isinstance(rec, AggregateRecord):
@@ -122,7 +130,8 @@ class InfluxSink:
         after = self.consumer.acked
         while True:
             after = max(after, self.consumer.acked)  # the disk cap may have moved the cursor past us
-            records = await self.log.read(after, cfg.batch_size, linger_s=linger, max_values=BATCH_VALUES)
+            records = await self.log.read(after, cfg.batch_size, linger_s=linger, max_values=BATCH_VALUES,
+                                          rows=True)
             if not records:
                 return
             items: list[Item] = []
@@ -141,7 +150,7 @@ class InfluxSink:
             self.log.ack(self.consumer, after, len(delivered), values)
             self.status.delivered(delivered)
             if self._on_delivered is not None:
-                self._on_delivered(delivered)
+                self._on_delivered([decode_stored(r) if isinstance(r, StoredReading) else r for r in delivered])
 
     async def _deliver(self, items: list[Item]) -> None:
         """Write `items`; on bad data, split until every bad point stands alone and is rejected."""
@@ -155,7 +164,8 @@ class InfluxSink:
             self._refused(message)
             log.warning("influx[%s]: server refused reading %d of %s (ts %d): %s; kept in the log's rejected "
                         "table, moving on (%d rejected so far)", self.name, rec.id,
-                        rec.reading.device if isinstance(rec, ReadingRecord) else rec.kind, rec.ts, message,
+                        rec.reading.device if isinstance(rec, ReadingRecord) else
+                        rec.layout.device if isinstance(rec, StoredReading) else rec.kind, rec.ts, message,
                         self.consumer.rejected)
             return
         mid = len(items) // 2

@@ -24,6 +24,7 @@ started (epoch ms), event_id, message; time = the event's time.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Collection, Mapping
 from typing import Any
 
@@ -125,6 +126,27 @@ def reading_line(reading: DeviceReading, exact: Collection[str] = ()) -> str | N
     if series is None:
         series = _series_text(reading.kind, reading.site, reading.device)
     return f"{series}{','.join(parts)} {reading.ts}"
+
+
+# a stored values list of finite floats only, each as repr() writes it (a '.' or an exponent: never an int, null,
+# NaN, Infinity, text or a boolean)
+_FLOAT_LIST = re.compile(r"\[-?\d+(?:\.\d+(?:e[+-]\d+)?|e[+-]\d+)(?:,-?\d+(?:\.\d+(?:e[+-]\d+)?|e[+-]\d+))*\]")
+
+
+def row_line(kind: str, site: str, device: str, channels: tuple[str, ...], flags: str, vals: str,
+             ts: int) -> str | None:
+    """The point of a reading straight from its stored row (gateway.store.codec), when every channel is a finite
+    float with flag N, the usual poll: the stored texts are the field values `reading_line` would write (both
+    are repr()), so a backlog drains without decoding. None for any other row: decode it and use
+    `reading_line`."""
+    if not channels or flags.count("N") != len(flags) or _FLOAT_LIST.fullmatch(vals) is None:
+        return None
+    normal = _normal
+    texts = vals[1:-1].split(",")
+    fields = ",".join([f"{k[0]}{t}{k[1]}" for k, t in zip([normal.get(ch) or _normal_keys(ch) for ch in channels],
+                                                          texts, strict=True)])
+    series = _series.get((kind, site, device)) or _series_text(kind, site, device)
+    return f"{series}{fields} {ts}"
 
 
 def point(measurement: str, tags: dict[str, str], fields: dict[str, object], ts_ms: int) -> str | None:

@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass
 
 from gateway.core.model import ChannelValue, DeviceReading, Flag
-from gateway.store.records import SchemaKey
+from gateway.store.records import ReadingRecord, SchemaKey, StoredReading
 
 _FLAGS: dict[str, Flag] = {f.value: f for f in Flag}
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
@@ -103,3 +103,9 @@ def decode(schema: Schema, ts: int, flags: str, vals: str, extra: str | None) ->
             if ch in cvs:
                 cvs[ch].note = note
     return reading
+
+
+def decode_stored(rec: StoredReading) -> ReadingRecord:
+    """The ReadingRecord of a reading read back as its row."""
+    reading = decode(rec.layout, rec.ts, rec.flags, rec.vals, rec.extra)
+    return ReadingRecord(rec.id, rec.ts, reading.site, rec.seq, reading)

@@ -48,6 +48,7 @@ from gateway.store.records import (
     PayloadRecord,
     ReadingRecord,
     SchemaKey,
+    StoredReading,
     UnknownRecord,
     record_type,
     record_type_of,
@@ -469,12 +470,14 @@ class DurableLog:
         return self._consumers
 
     async def read(self, after: int, limit: int, linger_s: float = 0.0,
-                   max_values: int | None = None) -> list[LogRecord]:
+                   max_values: int | None = None, rows: bool = False) -> list[LogRecord]:
         """Committed records with id > after, oldest first, at most `limit`. Waits until there is at least one;
         returns [] once the log is closing and everything committed was read. With `linger_s`, waits up to that
         long for a full batch (fewer, larger writes). With `max_values`, the batch also ends before the record
         that would take it past that many channel values (at least one record): what a sink holds while it
-        delivers a batch is bounded by values, however wide the devices (lingering ends at that bound too)."""
+        delivers a batch is bounded by values, however wide the devices (lingering ends at that bound too). With
+        `rows`, readings read back from the database come undecoded, as StoredReading (from the tail they are
+        ReadingRecords either way)."""
         while True:
             after = max(after, self.first_id - 1)
             if self.committed_id > after:
@@ -499,7 +502,7 @@ class DurableLog:
             start = after + 1 - tail[0].id
             part = tail[start : start + limit]
             return part if max_values is None else _values_bounded(part, max_values)
-        return await self._run(self._read_db, after, limit, max_values)
+        return await self._run(self._read_db, after, limit, max_values, rows)
 
     def _tail_values_after(self, after: int, enough: int) -> int:
         """Channel values of the committed records after `after` held in the tail (counting stops at `enough`)."""
@@ -514,10 +517,11 @@ class DurableLog:
                     break
         return n
 
-    def _read_db(self, after: int, limit: int, max_values: int | None = None) -> list[LogRecord]:
-        return self._decode_rows(self._db.read_records(after, limit), max_values)
+    def _read_db(self, after: int, limit: int, max_values: int | None = None, stored: bool = False) -> list[LogRecord]:
+        return self._decode_rows(self._db.read_records(after, limit), max_values, stored)
 
-    def _decode_rows(self, rows: list[KindRow], max_values: int | None = None) -> list[LogRecord]:
+    def _decode_rows(self, rows: list[KindRow], max_values: int | None = None,
+                     stored: bool = False) -> list[LogRecord]:
         schemas = self._schemas_by_id
         out: list[LogRecord] = []
         budget = max_values
@@ -527,6 +531,10 @@ class DurableLog:
                     budget -= len(schemas[sid].channels)
                     if budget < 0 and out:
                         break
+                if stored:
+                    layout = schemas[sid]
+                    out.append(StoredReading(rid, ts, layout.site, seq, layout, flags, vals, extra))
+                    continue
                 reading = decode(schemas[sid], ts, flags, vals, extra)
                 out.append(ReadingRecord(rid, ts, reading.site, seq, reading))
                 continue

@@ -2,6 +2,7 @@
 
     LogRecord (id, ts, site)
       ReadingRecord    kind 0  a device's poll (DeviceReading) and its per-device sequence number
+      StoredReading    kind 0  the same poll as its database row, undecoded (only for a reader that asks for rows)
       PayloadRecord    kinds 1.. one payload each; each kind's codec is registered by the module that owns the
                        payload type, so the store imports no domain module:
         aggregate  1   gateway.processing.records (WindowAggregate)
@@ -62,6 +63,22 @@ class ReadingRecord(LogRecord):
 
 
 @dataclass(slots=True)
+class StoredReading(LogRecord):
+    """A reading read back from the database as its row: the layout (a gateway.store.codec.Schema: site, device,
+    kind, channels, units), one flag letter per channel, the values as stored (a JSON list whose floats are their
+    repr()) and the extra (error, notes). Given only to a reader that asks for rows (`DurableLog.read(rows=True)`):
+    the InfluxDB sink writes its line from the stored texts, so a backlog is drained without making a
+    ChannelValue per value; `gateway.store.codec.decode_stored` makes the ReadingRecord when one is needed."""
+
+    seq: int
+    layout: Any
+    flags: str
+    vals: str
+    extra: str | None
+    kind: ClassVar[str] = READING
+
+
+@dataclass(slots=True)
 class PayloadRecord(LogRecord, Generic[P]):
     """A record the stages write back to the log (not a reading)."""
 
@@ -117,7 +134,8 @@ class RecordType:
 
 def value_count(records: Iterable[LogRecord]) -> int:
     """How many channel values the readings among `records` carry (what sinks count as delivered values)."""
-    return sum(len(r.reading.values) for r in records if isinstance(r, ReadingRecord))
+    return sum(len(r.reading.values) if isinstance(r, ReadingRecord) else len(r.flags)
+               for r in records if isinstance(r, (ReadingRecord, StoredReading)))
 
 
 _BY_NAME: dict[str, RecordType] = {}
