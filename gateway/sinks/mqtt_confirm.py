@@ -33,13 +33,15 @@ class Confirmations:
         self._paho.on_publish = self._on_publish
 
     def publish(self, topic: str, payload: str | bytes, qos: int, retain: bool) -> asyncio.Future[None]:
-        """Hand one message to paho; the Future is done when the broker confirmed it (at once for QoS 0), or
-        holds MqttCodeError when paho refused it (not connected, queue full)."""
+        """Hand one message to paho; the Future is done when the broker confirmed it (QoS 0: when paho wrote it to
+        the socket, as aiomqtt waits for), or holds MqttCodeError when paho refused it (not connected, queue
+        full). With aiomqtt's socket callbacks paho never writes inside publish(), so the hook cannot fire before
+        the Future is registered."""
         fut: asyncio.Future[None] = self._loop.create_future()
         info = self._paho.publish(topic, payload, qos, retain)
         if info.rc != paho.MQTT_ERR_SUCCESS:
             fut.set_exception(MqttCodeError(info.rc, "Could not publish message"))
-        elif qos == 0 or info.is_published():
+        elif info.is_published():
             fut.set_result(None)
         else:
             self._pending[info.mid] = fut

@@ -91,3 +91,23 @@ async def test_a_broker_that_stops_confirming_ends_the_session_and_nothing_is_lo
         committer.cancel()
         await log.close()
         collector.close()
+
+
+async def test_qos_0_messages_are_passed_once_written(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    """QoS 0 has no PUBACK: a message counts as delivered once paho has written it (its on_publish), as before."""
+    collector = MqttCollector(mosquitto.port, "plume/#")
+    log = DurableLog(tmp_path / "log.sqlite", StoreConfig())
+    await log.open(["broker"])
+    for i in range(50):
+        log.append(reading("d0", T0 + i))
+    await log.flush()
+    sink = MqttSink(mqtt_cfg(mosquitto.port, qos=0), "test-site", log)
+    task = asyncio.create_task(sink.run())
+    try:
+        await until(lambda: sink.consumer.acked == 50, what="50 messages written")
+        wait_for(lambda: {m["seq"] for m in collector.data()} == set(range(1, 51)), 10, "all 50 messages")
+    finally:
+        log.begin_close()
+        await asyncio.wait_for(task, 10)
+        await log.close()
+        collector.close()
