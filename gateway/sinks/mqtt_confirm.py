@@ -3,8 +3,10 @@
 aiomqtt's `publish()` is made for one awaited call at a time: per message it costs a Task (the caller must run it
 concurrently to keep a window on the wire), an Event, `asyncio.wait_for` (another Task on Python 3.11) and two scans
 of every pending call (`mid in` a generator, `len(list(...))`), so with a window of `inflight` messages each publish
-walks the whole window. The MQTT sink publishes one message per poll; at 6,000-10,000 messages a second that was
-most of its CPU. Here a message costs paho's own work, one Future and one dict entry. aiomqtt still owns the
+walks the whole window: ~59 us of CPU a message against ~26 us here (a loop that only publishes, a window of 200,
+against Mosquitto), where a message costs paho's own work, one Future and one dict entry. The MQTT sink publishes
+one message per poll; at 10,000 messages a second (100,000 values/s of 10-value readings) the old path fell behind
+and this one keeps up. aiomqtt still owns the
 connection, the session, the subscriptions and every other publish (status, health, events, aggregates); this
 hooks its client's `on_publish` and calls aiomqtt's handler first, so those keep working.
 
