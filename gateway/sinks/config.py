@@ -51,7 +51,8 @@ class MqttSinkConfig(Strict):
     topic_prefix: str = Field("plume", pattern=TOPIC_PREFIX)
     qos: Literal[0, 1, 2] = Field(1, description="QoS of data messages. 0 gives up the delivery guarantee.")
     retain: bool = Field(False, description="Retain data messages (the last message of each device).")
-    inflight: int = Field(100, ge=1, le=65535, description="Messages published and not yet acknowledged.")
+    inflight: int = Field(100, ge=1, le=65535, description="Messages published and not yet acknowledged (the "
+                          "sink's window of log records; an alarm event's two messages count as one).")
     batch: int = Field(500, ge=1, le=100_000, description="Readings taken from the log at once.")
     keepalive_s: int = Field(30, ge=5, le=65535)
     timeout_s: float = Field(10.0, gt=0, le=600, description="Connect and acknowledgement timeout.")

@@ -36,8 +36,8 @@ from typing import Any
 
 from gateway.alarms.records import AlarmEntry
 from gateway.core.model import Flag
-from gateway.store.codec import FLOAT_TEXT, float_text
-from gateway.store.records import ReadingRecord
+from gateway.store.codec import FLOAT_TEXT, float_text, usual_texts
+from gateway.store.records import ReadingRecord, StoredReading
 
 CONTRACT_VERSION = 1
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
@@ -136,6 +136,24 @@ def data_payload(record: ReadingRecord) -> bytes:
     start, ts = _head(r.site, r.device, r.kind)
     return (f'{start}{record.seq}{ts}{r.ts},"ok":{"true" if r.ok else "false"},"values":{{{",".join(items)}}}'
             f'{error}}}').encode()
+
+
+def stored_data_payload(rec: StoredReading) -> bytes | None:
+    """The data message of a reading read back as its row when it is the usual poll (`codec.usual_texts`): the
+    same bytes `data_payload` makes of the decoded reading, without decoding it. None for any other row."""
+    texts = usual_texts(rec)
+    if texts is None:
+        return None
+    lay = rec.layout
+    known = _channel_text
+    items = []
+    for ch, unit, t in zip(lay.channels, lay.units, texts, strict=True):
+        k = known.get(ch)
+        if k is None or k[0] != unit:
+            k = _text(ch, unit)
+        items.append(f"{k[1]}{t}{k[2]}")
+    start, ts = _head(lay.site, lay.device, lay.kind)
+    return f'{start}{rec.seq}{ts}{rec.ts},"ok":true,"values":{{{",".join(items)}}}}}'.encode()
 
 
 def json_payload(data: object) -> bytes:

@@ -26,7 +26,7 @@ from gateway.sinks.base import BATCH_VALUES, DeliveredHook, HealthProvider, Sink
 from gateway.sinks.config import InfluxSinkConfig
 from gateway.sinks.influx_http import TransportError, Writer, make_writer
 from gateway.sinks.lineproto import aggregate_line, alarm_line, health_lines, reading_line, row_line
-from gateway.store.codec import decode_stored
+from gateway.store.codec import decode_stored, decoded
 from gateway.store.log import DurableLog
 from gateway.store.records import LogRecord, ReadingRecord, StoredReading, value_count
 
@@ -52,8 +52,7 @@ def record_line(rec: LogRecord, exact: Mapping[str, frozenset[str]] | None = Non
     `exact`: device -> channels written as integer fields (gateway.acquisition.codec.exact_channels). A reading
     read back as its row (a backlog) is written from the row when it can be, else decoded first."""
     if isinstance(rec, StoredReading):
-        lay = rec.layout
-        line = row_line(lay.kind, lay.site, lay.device, lay.channels, rec.flags, rec.vals, rec.ts)
+        line = row_line(rec)
         if line is not None:
             return line
         rec = decode_stored(rec)
@@ -150,7 +149,7 @@ class InfluxSink:
             self.log.ack(self.consumer, after, len(delivered), values)
             self.status.delivered(delivered)
             if self._on_delivered is not None:
-                self._on_delivered([decode_stored(r) if isinstance(r, StoredReading) else r for r in delivered])
+                self._on_delivered(decoded(delivered))
 
     async def _deliver(self, items: list[Item]) -> None:
         """Write `items`; on bad data, split until every bad point stands alone and is rejected."""

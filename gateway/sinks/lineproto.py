@@ -24,12 +24,12 @@ started (epoch ms), event_id, message; time = the event's time.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Collection, Mapping
 from typing import Any
 
 from gateway.core.model import DeviceReading, Flag
-from gateway.store.codec import FLOAT_TEXT, float_text
+from gateway.store.codec import FLOAT_TEXT, float_text, usual_texts
+from gateway.store.records import StoredReading
 
 _KEY_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
 _MEASUREMENT_ESCAPES = str.maketrans({",": r"\,", " ": r"\ "})
@@ -128,25 +128,19 @@ def reading_line(reading: DeviceReading, exact: Collection[str] = ()) -> str | N
     return f"{series}{','.join(parts)} {reading.ts}"
 
 
-# a stored values list of finite floats only, each as repr() writes it (a '.' or an exponent: never an int, null,
-# NaN, Infinity, text or a boolean)
-_FLOAT_LIST = re.compile(r"\[-?\d+(?:\.\d+(?:e[+-]\d+)?|e[+-]\d+)(?:,-?\d+(?:\.\d+(?:e[+-]\d+)?|e[+-]\d+))*\]")
-
-
-def row_line(kind: str, site: str, device: str, channels: tuple[str, ...], flags: str, vals: str,
-             ts: int) -> str | None:
-    """The point of a reading straight from its stored row (gateway.store.codec), when every channel is a finite
-    float with flag N, the usual poll: the stored texts are the field values `reading_line` would write (both
-    are repr()), so a backlog drains without decoding. None for any other row: decode it and use
-    `reading_line`."""
-    if not channels or flags.count("N") != len(flags) or _FLOAT_LIST.fullmatch(vals) is None:
+def row_line(rec: StoredReading) -> str | None:
+    """The point of a reading straight from its stored row when it is the usual poll (`codec.usual_texts`): the
+    stored texts are the field values `reading_line` would write, so a backlog drains without decoding. None for
+    any other row: decode it and use `reading_line`."""
+    texts = usual_texts(rec)
+    if texts is None:
         return None
+    lay = rec.layout
     normal = _normal
-    texts = vals[1:-1].split(",")
-    fields = ",".join([f"{k[0]}{t}{k[1]}" for k, t in zip([normal.get(ch) or _normal_keys(ch) for ch in channels],
+    fields = ",".join([f"{k[0]}{t}{k[1]}" for k, t in zip([normal.get(ch) or _normal_keys(ch) for ch in lay.channels],
                                                           texts, strict=True)])
-    series = _series.get((kind, site, device)) or _series_text(kind, site, device)
-    return f"{series}{fields} {ts}"
+    series = _series.get((lay.kind, lay.site, lay.device)) or _series_text(lay.kind, lay.site, lay.device)
+    return f"{series}{fields} {rec.ts}"
 
 
 def point(measurement: str, tags: dict[str, str], fields: dict[str, object], ts_ms: int) -> str | None:

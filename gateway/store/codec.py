@@ -12,10 +12,11 @@ their types and codecs are in gateway.store.records.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 
 from gateway.core.model import ChannelValue, DeviceReading, Flag
-from gateway.store.records import ReadingRecord, SchemaKey, StoredReading
+from gateway.store.records import LogRecord, ReadingRecord, SchemaKey, StoredReading
 
 _FLAGS: dict[str, Flag] = {f.value: f for f in Flag}
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
@@ -109,3 +110,23 @@ def decode_stored(rec: StoredReading) -> ReadingRecord:
     """The ReadingRecord of a reading read back as its row."""
     reading = decode(rec.layout, rec.ts, rec.flags, rec.vals, rec.extra)
     return ReadingRecord(rec.id, rec.ts, reading.site, rec.seq, reading)
+
+
+def decoded(records: list[LogRecord]) -> list[LogRecord]:
+    """`records` with every StoredReading decoded (for hooks that expect readings)."""
+    return [decode_stored(r) if isinstance(r, StoredReading) else r for r in records]
+
+
+# a stored values list of finite floats only, each as repr() writes it (a '.' or an exponent: never an int, null,
+# NaN, Infinity, text or a boolean)
+_FLOAT_LIST = re.compile(r"\[-?\d+(?:\.\d+(?:e[+-]\d+)?|e[+-]\d+)(?:,-?\d+(?:\.\d+(?:e[+-]\d+)?|e[+-]\d+))*\]")
+
+
+def usual_texts(rec: StoredReading) -> list[str] | None:
+    """The value texts of a stored reading that is the usual poll - every channel a finite float with flag N, no
+    error and no note - in channel order; None for any other row. They are repr() of each value, what the MQTT
+    message and the InfluxDB line write, so a sink draining a backlog can use them without decoding the row."""
+    flags = rec.flags
+    if rec.extra is not None or not flags or flags.count("N") != len(flags) or _FLOAT_LIST.fullmatch(rec.vals) is None:
+        return None
+    return rec.vals[1:-1].split(",")
