@@ -174,14 +174,15 @@ COMPILE = True  # --no-compile: run the gateway as the environment leaves it (ma
 SMAPS_TO: Path | None = None  # --smaps: keep /proc/PID/smaps of each load's gateway (at start-up and at the end)
 
 
-def write_site(folder: Path, mqtt_port: int | None, influx_port: int, extra: str = "",
+def write_site(folder: Path, mqtt_port: int | None, influx_port: int | None, extra: str = "",
                store_dir: Path | None = None) -> Path:
     sinks = []
     if mqtt_port is not None:
         sinks.append(f"  - {{type: mqtt, name: mqtt, host: 127.0.0.1, port: {mqtt_port}, health_interval_s: 0, "
                      "inflight: 200, batch: 1000}")
-    sinks.append(f"  - {{type: influx, name: influx, url: 'http://127.0.0.1:{influx_port}', database: plume, "
-                 "health_interval_s: 0, gzip: false}")
+    if influx_port is not None:
+        sinks.append(f"  - {{type: influx, name: influx, url: 'http://127.0.0.1:{influx_port}', database: plume, "
+                     "health_interval_s: 0, gzip: false}")
     path = folder / "site.yaml"
     store = store_dir or folder / "log"
     path.write_text(f"site: {{id: bench}}\n{extra}store: {{dir: '{store}', durability: full{STORE_EXTRA}}}\n"
@@ -523,6 +524,17 @@ def bench_backlog(tmp: Path, hours: float) -> None:
     print(f"   drained into InfluxDB 1.6 in {r['elapsed_s']:.1f} s: {values / r['elapsed_s']:,.0f} values/s "
           f"({values / 10 / r['elapsed_s']:,.0f} points/s); gateway CPU {r['cpu_s']:.1f} s, peak RSS "
           f"{r['maxrss_mb']:.1f} MB; InfluxDB holds {count:,} points")
+    broker = Mosquitto(folder / "mosquitto")  # the same log again, to an MQTT sink that starts from its beginning
+    broker.start()
+    try:
+        r = run_child(write_site(folder, broker.port, None), "drain")
+    finally:
+        broker.stop()
+    messages = r["sinks"]["mqtt"]["delivered"]
+    print(f"   drained into Mosquitto (QoS 1, a message a poll) in {r['elapsed_s']:.1f} s: "
+          f"{messages / r['elapsed_s']:,.0f} messages/s ({r['sinks']['mqtt']['values'] / r['elapsed_s']:,.0f} "
+          f"values/s); gateway CPU {r['cpu_s']:.1f} s = {1e6 * r['cpu_s'] / max(messages, 1):.0f} us a message, "
+          f"peak RSS {r['maxrss_mb']:.1f} MB")
 
 
 def bench_durability(tmp: Path, commits: int, log_dir: Path | None = None) -> None:
