@@ -292,7 +292,8 @@ class MqttSink:
             while True:
                 if window and self.log.committed_id <= after:
                     await self._settle(window, len(window))  # nothing new: confirm what is on the wire first
-                # a backlog comes as stored rows: the usual poll's message is made from the row (no decoding)
+                # a backlog comes as stored rows: the usual poll's message is made from the row (no decoding);
+                # not with availability on, which follows each reading's outcome
                 records = await self.log.read(after, cfg.batch, max_values=BATCH_VALUES,
                                               rows=self._availability is None)
                 if not records:
