@@ -207,7 +207,7 @@ def report_sustained(name: str, r: dict[str, Any]) -> None:
     print(f"   delivered to both sinks at {values / r['elapsed_s']:,.0f} values/s (until the last PUBACK/204, "
           f"{r['elapsed_s'] - r['offer_s']:.1f} s after the source stopped: InfluxDB's linger is 1 s)")
     print(f"   CPU {r['cpu_s']:.2f} s = {r['cpu_s'] / (values / 10_000):.3f} CPU s per 10,000 values; "
-          f"peak RSS {r['maxrss_mb']:.1f} MB")
+          f"peak RSS {r['maxrss_mb']:.1f} MB; machine load (1 min) {os.getloadavg()[0]:.2f}")
     for sname, s in r["sinks"].items():
         print(f"   {sname:7s} delivered {s['values']:,} values, dropped {s['dropped']}, latency poll->confirmation "
               f"p50 {s['p50_ms']:.0f} ms, p99 {s['p99_ms']:.0f} ms")
