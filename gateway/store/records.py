@@ -67,8 +67,9 @@ class StoredReading(LogRecord):
     """A reading read back from the database as its row: the layout (a gateway.store.codec.Schema: site, device,
     kind, channels, units), one flag letter per channel, the values as stored (a JSON list whose floats are their
     repr()) and the extra (error, notes). Given only to a reader that asks for rows (`DurableLog.read(rows=True)`):
-    the InfluxDB sink writes its line from the stored texts, so a backlog is drained without making a
-    ChannelValue per value; `gateway.store.codec.decode_stored` makes the ReadingRecord when one is needed."""
+    the InfluxDB and MQTT sinks write the usual poll's line and message from the stored texts, so a backlog is
+    drained without making a ChannelValue per value; `gateway.store.codec.decode_stored` makes the ReadingRecord
+    when one is needed."""
 
     seq: int
     layout: Any
